@@ -1,0 +1,2 @@
+arch   = "amd64"
+memory = 2048

@@ -1,0 +1,2 @@
+arch   = "arm64"
+memory = 2048

@@ -1,0 +1,1 @@
+../../src/maculaos/disk.py

@@ -1,0 +1,1 @@
+../../src/maculaos/squashfs.py

@@ -1,0 +1,52 @@
+"""The on-device ``maculaos`` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from maculaos import identity
+from maculaos.log import MaculaError
+
+
+def _hostname(args: argparse.Namespace) -> int:
+    mac = identity.wait_primary_mac(Path(args.sysfs), timeout=args.wait)
+    if mac is None:
+        print("maculaos: no physical network interface found; hostname left unchanged",
+              file=sys.stderr)
+        return 0
+    name = identity.hostname_for(mac, args.prefix)
+    if args.apply:
+        changed = identity.apply_hostname(name)
+        print(f"hostname {name} ({'set' if changed else 'unchanged'}, from {mac})")
+    else:
+        print(name)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="maculaos", description="MaculaOS node tool")
+    sub = p.add_subparsers(dest="command", required=True)
+    h = sub.add_parser("hostname", help="print (or --apply) the node name macula-XXXX from the "
+                       "primary MAC")
+    h.add_argument("--apply", action="store_true", help="write /etc/hostname and set it now")
+    h.add_argument("--prefix", default="macula", help="hostname prefix (default: macula)")
+    h.add_argument("--wait", type=float, default=10.0,
+                   help="seconds to wait for a network interface (default: 10)")
+    h.add_argument("--sysfs", default="/sys/class/net", help=argparse.SUPPRESS)
+    h.set_defaults(func=_hostname)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except MaculaError as e:
+        print(f"maculaos: error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

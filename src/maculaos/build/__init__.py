@@ -1,0 +1,1 @@
+"""Host-side build pipeline: base disk, Packer run, artifact finalisation."""

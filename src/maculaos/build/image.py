@@ -1,0 +1,135 @@
+"""`maculaos-build image`: preflight, base disk, `packer build`, artifacts."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from maculaos import disk
+from maculaos.arch import Architecture
+from maculaos.build import basedisk, finalize
+from maculaos.build.paths import OUTPUT, REPO, ROLES
+from maculaos.log import die, info, step
+
+SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$")
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    arch: Architecture
+    version: str
+    image_size_mib: int
+    output: Path
+    accelerator: str = "tcg"
+    authorized_keys: Path | None = None
+    memory: int = 2048
+
+
+def check_version(version: str) -> str:
+    if not SEMVER.match(version):
+        die(f"version {version!r} is not semver",
+            hint="use MAJOR.MINOR.PATCH with an optional -PRERELEASE, e.g. 1.0.0 or 1.1.0-rc.1")
+    return version
+
+
+def image_layout(image_size_mib: int) -> list[disk.PartitionSpec]:
+    """The image role's layout from its defaults, checked against the disk size up front."""
+    d = yaml.safe_load((ROLES / "image" / "defaults" / "main.yml").read_text())
+    specs = disk.parse_specs([
+        {"name": "esp", "type": "esp", "size_mib": d["image_esp_size_mib"]},
+        {"name": "rootfs-a", "size_mib": d["image_slot_size_mib"]},
+        {"name": "rootfs-b", "size_mib": d["image_slot_size_mib"]},
+        {"name": "MACULAOS_STATE", "size_mib": None, "min_mib": d["image_state_min_mib"]},
+    ])
+    need = disk.required_mib(specs)
+    if need > image_size_mib:
+        die(f"image size {image_size_mib} MiB is too small: the layout needs {need} MiB "
+            f"(esp {d['image_esp_size_mib']} + 2 x slot {d['image_slot_size_mib']} + state "
+            f"{d['image_state_min_mib']} + 2 for GPT)",
+            hint=f"pass --image-size-mib {need} or more, or lower image_slot_size_mib")
+    return specs
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], check=True,
+                             capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain"], check=True,
+                               capture_output=True, text=True).stdout.strip()
+        return out + ("-dirty" if dirty else "")
+    except (subprocess.CalledProcessError, FileNotFoundError):
+        return "unknown"
+
+
+def source_date_epoch() -> int:
+    env = os.environ.get("SOURCE_DATE_EPOCH")
+    if env:
+        return int(env)
+    try:
+        return int(subprocess.run(["git", "-C", str(REPO), "log", "-1", "--format=%ct"],
+                                  check=True, capture_output=True, text=True).stdout.strip())
+    except (subprocess.CalledProcessError, FileNotFoundError, ValueError):
+        return 0
+
+
+def preflight(opts: BuildOptions) -> None:
+    check_version(opts.version)
+    image_layout(opts.image_size_mib)
+    for tool in ("packer", opts.arch.info.qemu_binary, "qemu-img", "ansible-playbook"):
+        if not shutil.which(tool):
+            die(f"{tool} not found on PATH", hint="run scripts/setup-host.sh and use .venv/bin")
+    if not Path(opts.arch.info.efi_code).exists():
+        die(f"EFI firmware {opts.arch.info.efi_code} missing", hint="run scripts/setup-host.sh")
+    if opts.authorized_keys and not opts.authorized_keys.is_file():
+        die(f"--authorized-keys {opts.authorized_keys} is not a file")
+
+
+def build(opts: BuildOptions) -> Path:
+    preflight(opts)
+    started = time.monotonic()
+    base = basedisk.ensure(opts.arch)
+    packer_dir = opts.output / f".packer-{opts.arch.value}"
+    shutil.rmtree(packer_dir, ignore_errors=True)
+    packer_dir.parent.mkdir(parents=True, exist_ok=True)
+    var_file = REPO / "packer" / f"{opts.arch.value}.pkrvars.hcl"
+    args = {
+        "version": opts.version,
+        "base_image": str(base.disk),
+        "base_kernel": str(base.kernel),
+        "base_initrd": str(base.initrd),
+        "output_directory": str(packer_dir),
+        "accelerator": opts.accelerator,
+        "memory": str(opts.memory),
+        "image_size_mib": str(opts.image_size_mib),
+        "ssh_private_key_file": str(basedisk.ssh_keypair()),
+        "authorized_keys_file": str(opts.authorized_keys or ""),
+        "source_date_epoch": str(source_date_epoch()),
+        "git_commit": git_commit(),
+    }
+    cmd = ["packer", "build", "-color=false", f"-var-file={var_file}"]
+    for k, v in args.items():
+        cmd += ["-var", f"{k}={v}"]
+    cmd.append(str(REPO / "packer"))
+    env = dict(os.environ, PACKER_NO_COLOR="1", ANSIBLE_NOCOLOR="1",
+               PATH=f"{REPO / '.venv' / 'bin'}:{os.environ.get('PATH', '')}")
+    with step(f"packer build ({opts.arch.value}, {opts.version})"):
+        subprocess.run(cmd, check=True, env=env, cwd=REPO)
+    with step("artifacts"):
+        out = finalize.finalize(packer_dir, opts.output, opts.version, opts.arch,
+                                build_seconds=time.monotonic() - started)
+    shutil.rmtree(packer_dir, ignore_errors=True)
+    info(f"artifacts in {out}:")
+    for p in sorted(out.iterdir()):
+        info(f"  {p.name}  ({p.stat().st_size / 1048576:.1f} MiB)")
+    return out
+
+
+def default_output() -> Path:
+    return OUTPUT
