@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -40,6 +41,9 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    # the pinned tool chain (ansible-playbook for packer's provisioner) lives in the venv
+    venv_bin = str(Path(sys.executable).parent)
+    os.environ["PATH"] = f"{venv_bin}:{os.environ.get('PATH', '')}"
     try:
         if args.command == "base-disk":
             print(basedisk.ensure(args.arch).disk)

@@ -117,8 +117,7 @@ def build(opts: BuildOptions) -> Path:
     for k, v in args.items():
         cmd += ["-var", f"{k}={v}"]
     cmd.append(str(REPO / "packer"))
-    env = dict(os.environ, PACKER_NO_COLOR="1", ANSIBLE_NOCOLOR="1",
-               PATH=f"{REPO / '.venv' / 'bin'}:{os.environ.get('PATH', '')}")
+    env = dict(os.environ, PACKER_NO_COLOR="1", ANSIBLE_NOCOLOR="1")
     with step(f"packer build ({opts.arch.value}, {opts.version})"):
         subprocess.run(cmd, check=True, env=env, cwd=REPO)
     with step("artifacts"):
