@@ -116,8 +116,9 @@ class DiskImage:
 
     def run_cmd(self, cmd: list[str]) -> str:
         if cmd[:2] == ["sh", "-c"]:
-            rc, out, err = self.module.run_command(cmd[2], use_unsafe_shell=True,
-                                                   environ_update={"LC_ALL": "C"})
+            rc, out, err = self.module.run_command(
+                cmd[2], use_unsafe_shell=True, environ_update={"LC_ALL": "C"}
+            )
         else:
             rc, out, err = self.module.run_command(cmd, environ_update={"LC_ALL": "C"})
         if rc != 0:
@@ -146,13 +147,15 @@ class DiskImage:
             self.module.fail_json(msg=str(e))
         current = read_table(target, self.run_cmd) if os.path.exists(target) else None
         # a file of another size is not the image we want, whatever its table says
-        changed = not same_table(current, wanted) or (
-            not block and os.path.getsize(target) != size)
+        changed = not same_table(current, wanted) or (not block and os.path.getsize(target) != size)
         if changed and not self.module.check_mode:
             write(wanted, target, seed, self.run_cmd, size_bytes=size)
         self.module.exit_json(
-            changed=changed, partition_table=wanted.table(), required_mib=need,
-            diff={"before": current or {}, "after": wanted.table()})
+            changed=changed,
+            partition_table=wanted.table(),
+            required_mib=need,
+            diff={"before": current or {}, "after": wanted.table()},
+        )
 
 
 def main() -> None:
@@ -161,14 +164,19 @@ def main() -> None:
             "target": {"type": "path", "required": True},
             "size_mib": {"type": "int"},
             "partitions": {
-                "type": "list", "elements": "dict", "required": True,
+                "type": "list",
+                "elements": "dict",
+                "required": True,
                 "options": {
                     "name": {"type": "str", "required": True},
                     "type": {"type": "str", "default": "linux"},
                     "size_mib": {"type": "int"},
                     "min_mib": {"type": "int", "default": 1},
-                    "filesystem": {"type": "str", "default": "none",
-                                   "choices": ["vfat", "ext4", "raw", "none"]},
+                    "filesystem": {
+                        "type": "str",
+                        "default": "none",
+                        "choices": ["vfat", "ext4", "raw", "none"],
+                    },
                     "source": {"type": "path"},
                     "label": {"type": "str"},
                 },

@@ -101,10 +101,15 @@ class Squashfs:
         self.module = module
         p = module.params
         self.spec = SquashfsSpec(
-            source=p["src"], dest=p["dest"], compression=p["compression"],
-            compression_opts=tuple(p["compression_opts"]), block_size=p["block_size"],
+            source=p["src"],
+            dest=p["dest"],
+            compression=p["compression"],
+            compression_opts=tuple(p["compression_opts"]),
+            block_size=p["block_size"],
             excludes=default_excludes(p["excludes"]),
-            source_date_epoch=p["source_date_epoch"], processors=p["processors"])
+            source_date_epoch=p["source_date_epoch"],
+            processors=p["processors"],
+        )
 
     def run(self) -> None:
         try:
@@ -122,18 +127,27 @@ class Squashfs:
         os.close(fd)
         try:
             cmd = command(self.spec, tmp, binary)
-            rc, out, err = self.module.run_command(
-                cmd, environ_update={"LC_ALL": "C",
-                                     "SOURCE_DATE_EPOCH": str(self.spec.source_date_epoch)})
+            # timestamps come from -mkfs-time/-all-time; mksquashfs refuses both at once
+            os.environ.pop("SOURCE_DATE_EPOCH", None)
+            rc, out, err = self.module.run_command(cmd, environ_update={"LC_ALL": "C"})
             if rc != 0:
-                self.module.fail_json(msg=f"mksquashfs failed (rc={rc}): {err.strip()}",
-                                      command=cmd, stdout=out, stderr=err)
+                self.module.fail_json(
+                    msg=f"mksquashfs failed (rc={rc}): {err.strip()}",
+                    command=cmd,
+                    stdout=out,
+                    stderr=err,
+                )
             new = sha256(tmp)
             old = sha256(self.spec.dest) if os.path.exists(self.spec.dest) else None
             changed = new != old
-            result = {"changed": changed, "size": os.path.getsize(tmp), "sha256": new,
-                      "command": cmd, "dest": self.spec.dest,
-                      "diff": {"before": {"sha256": old}, "after": {"sha256": new}}}
+            result = {
+                "changed": changed,
+                "size": os.path.getsize(tmp),
+                "sha256": new,
+                "command": cmd,
+                "dest": self.spec.dest,
+                "diff": {"before": {"sha256": old}, "after": {"sha256": new}},
+            }
             if changed and not self.module.check_mode:
                 os.chmod(tmp, 0o644)
                 os.replace(tmp, self.spec.dest)
@@ -148,8 +162,11 @@ def main() -> None:
         argument_spec={
             "src": {"type": "path", "required": True},
             "dest": {"type": "path", "required": True},
-            "compression": {"type": "str", "default": "xz",
-                            "choices": ["xz", "gzip", "zstd", "lzo", "lz4"]},
+            "compression": {
+                "type": "str",
+                "default": "xz",
+                "choices": ["xz", "gzip", "zstd", "lzo", "lz4"],
+            },
             "compression_opts": {"type": "list", "elements": "str", "default": []},
             "block_size": {"type": "str", "default": "256K"},
             "excludes": {"type": "list", "elements": "str", "default": []},

@@ -12,7 +12,7 @@ source "qemu" "maculaos" {
   disk_image       = true
   iso_url          = var.base_image
   iso_checksum     = "none"
-  use_backing_file = true
+  use_backing_file = false # Packer 1.6.6 omits -F (backing format), which qemu >= 7 requires
   format           = "qcow2"
   disk_interface   = "virtio"
   net_device       = "virtio-net"

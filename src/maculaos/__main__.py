@@ -13,8 +13,10 @@ from maculaos.log import MaculaError
 def _hostname(args: argparse.Namespace) -> int:
     mac = identity.wait_primary_mac(Path(args.sysfs), timeout=args.wait)
     if mac is None:
-        print("maculaos: no physical network interface found; hostname left unchanged",
-              file=sys.stderr)
+        print(
+            "maculaos: no physical network interface found; hostname left unchanged",
+            file=sys.stderr,
+        )
         return 0
     name = identity.hostname_for(mac, args.prefix)
     if args.apply:
@@ -28,12 +30,17 @@ def _hostname(args: argparse.Namespace) -> int:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="maculaos", description="MaculaOS node tool")
     sub = p.add_subparsers(dest="command", required=True)
-    h = sub.add_parser("hostname", help="print (or --apply) the node name macula-XXXX from the "
-                       "primary MAC")
+    h = sub.add_parser(
+        "hostname", help="print (or --apply) the node name macula-XXXX from the primary MAC"
+    )
     h.add_argument("--apply", action="store_true", help="write /etc/hostname and set it now")
     h.add_argument("--prefix", default="macula", help="hostname prefix (default: macula)")
-    h.add_argument("--wait", type=float, default=10.0,
-                   help="seconds to wait for a network interface (default: 10)")
+    h.add_argument(
+        "--wait",
+        type=float,
+        default=10.0,
+        help="seconds to wait for a network interface (default: 10)",
+    )
     h.add_argument("--sysfs", default="/sys/class/net", help=argparse.SUPPRESS)
     h.set_defaults(func=_hostname)
     return p

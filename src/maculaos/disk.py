@@ -102,15 +102,19 @@ def parse_specs(raw: Iterable[Mapping[str, Any]]) -> list[PartitionSpec]:
         ptype = item.get("type", "linux")
         if ptype not in TYPES and not _is_guid(ptype):
             raise LayoutError(
-                f"{where}.type {ptype!r} is not known: use one of {', '.join(TYPES)} or a GUID")
+                f"{where}.type {ptype!r} is not known: use one of {', '.join(TYPES)} or a GUID"
+            )
         size = item.get("size_mib")
         if size is not None and (not isinstance(size, int) or size <= 0):
-            raise LayoutError(f"{where}.size_mib must be a positive integer (MiB) or null for "
-                              f"'the rest of the disk', got {size!r}")
+            raise LayoutError(
+                f"{where}.size_mib must be a positive integer (MiB) or null for "
+                f"'the rest of the disk', got {size!r}"
+            )
         fs = item.get("filesystem", "none")
         if fs not in FILESYSTEMS:
-            raise LayoutError(f"{where}.filesystem {fs!r} is not allowed: use one of "
-                              f"{', '.join(FILESYSTEMS)}")
+            raise LayoutError(
+                f"{where}.filesystem {fs!r} is not allowed: use one of {', '.join(FILESYSTEMS)}"
+            )
         source = item.get("source")
         if fs == "raw" and not source:
             raise LayoutError(f"{where}.source is required for filesystem raw (a file to place)")
@@ -119,14 +123,25 @@ def parse_specs(raw: Iterable[Mapping[str, Any]]) -> list[PartitionSpec]:
         min_mib = item.get("min_mib", 1)
         if not isinstance(min_mib, int) or min_mib <= 0:
             raise LayoutError(f"{where}.min_mib must be a positive integer (MiB)")
-        specs.append(PartitionSpec(name=name, type=ptype, size_mib=size, filesystem=fs,
-                                   source=source, label=item.get("label"), min_mib=min_mib))
+        specs.append(
+            PartitionSpec(
+                name=name,
+                type=ptype,
+                size_mib=size,
+                filesystem=fs,
+                source=source,
+                label=item.get("label"),
+                min_mib=min_mib,
+            )
+        )
     if not specs:
         raise LayoutError("partitions must list at least one partition")
     rest = [s.name for s in specs if s.size_mib is None]
     if len(rest) > 1:
-        raise LayoutError(f"only one partition may take the rest of the disk (size_mib: null), "
-                          f"got {', '.join(rest)}")
+        raise LayoutError(
+            f"only one partition may take the rest of the disk (size_mib: null), "
+            f"got {', '.join(rest)}"
+        )
     return specs
 
 
@@ -149,11 +164,13 @@ def plan(specs: list[PartitionSpec], disk_bytes: int, seed: str) -> Plan:
     have = disk_bytes // MIB
     if need > have:
         parts = " + ".join(
-            f"{s.name} {s.size_mib if s.size_mib is not None else s.min_mib}" for s in specs)
+            f"{s.name} {s.size_mib if s.size_mib is not None else s.min_mib}" for s in specs
+        )
         raise LayoutError(
             f"layout does not fit the disk: it needs {need} MiB (1 head + {parts} + 1 tail) but "
             f"the target holds {have} MiB; make the disk at least {need} MiB or shrink the "
-            f"partitions")
+            f"partitions"
+        )
     total = disk_bytes // SECTOR
     last_usable = total - GPT_BACKUP_SECTORS - 1
     end_limit = ((last_usable + 1) // ALIGN_SECTORS) * ALIGN_SECTORS
@@ -174,8 +191,10 @@ def sfdisk_script(p: Plan) -> str:
     lines = ["label: gpt", f"label-id: {p.disk_uuid}", "unit: sectors", "first-lba: 2048", ""]
     for part in p.partitions:
         ptype = TYPES.get(part.spec.type, part.spec.type)
-        lines.append(f'start={part.start}, size={part.size}, type={ptype}, uuid={part.uuid}, '
-                     f'name="{part.spec.name}"')
+        lines.append(
+            f"start={part.start}, size={part.size}, type={ptype}, uuid={part.uuid}, "
+            f'name="{part.spec.name}"'
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -184,15 +203,20 @@ def parse_sfdisk_json(text: str) -> dict[str, Any]:
     data = json.loads(text)["partitiontable"]
     parts = []
     for p in data.get("partitions", []):
-        parts.append({
-            "name": p.get("name", ""),
-            "type": p["type"].upper(),
-            "start_sector": p["start"],
-            "size_sectors": p["size"],
-            "uuid": p.get("uuid", "").lower(),
-        })
-    return {"label": data.get("label"), "disk_uuid": data.get("id", "").lower(),
-            "partitions": parts}
+        parts.append(
+            {
+                "name": p.get("name", ""),
+                "type": p["type"].upper(),
+                "start_sector": p["start"],
+                "size_sectors": p["size"],
+                "uuid": p.get("uuid", "").lower(),
+            }
+        )
+    return {
+        "label": data.get("label"),
+        "disk_uuid": data.get("id", "").lower(),
+        "partitions": parts,
+    }
 
 
 def same_table(current: Mapping[str, Any] | None, wanted: Plan) -> bool:
@@ -203,12 +227,14 @@ def same_table(current: Mapping[str, Any] | None, wanted: Plan) -> bool:
         return False
     keys = ("name", "type", "start_sector", "size_sectors", "uuid")
     cur_parts = [{k: p[k] for k in keys} for p in current["partitions"]]
-    want_parts = [{k: (p[k].lower() if k == "uuid" else p[k]) for k in keys}
-                  for p in want["partitions"]]
+    want_parts = [
+        {k: (p[k].lower() if k == "uuid" else p[k]) for k in keys} for p in want["partitions"]
+    ]
     return cur_parts == want_parts
 
 
 # --- inputs digest -------------------------------------------------------------------------
+
 
 def _hash_file(h: Any, path: str) -> None:
     with open(path, "rb") as f:
@@ -262,14 +288,18 @@ def check_sources(specs: list[PartitionSpec], p: Plan) -> None:
             size = os.path.getsize(s.source)
             if size > part.size * SECTOR:
                 raise LayoutError(
-                    f"partition {s.name}: source {s.source} is {size // MIB + 1} MiB but the "
-                    f"partition holds {part.size * SECTOR // MIB} MiB; raise its size_mib")
+                    f"partition {s.name}: source {s.source} is {-(-size // MIB)} MiB but the "
+                    f"partition holds {part.size * SECTOR // MIB} MiB; raise its size_mib"
+                )
         elif not os.path.isdir(s.source):
-            raise LayoutError(f"partition {s.name}: source {s.source} must be a directory for "
-                              f"filesystem {s.filesystem}")
+            raise LayoutError(
+                f"partition {s.name}: source {s.source} must be a directory for "
+                f"filesystem {s.filesystem}"
+            )
 
 
 # --- writing -------------------------------------------------------------------------------
+
 
 def target_size(path: str) -> int | None:
     """Size in bytes of a block device or existing file; None when the file does not exist."""
@@ -313,17 +343,33 @@ def make_filesystem(part: Placed, out: str, seed: str, run: Runner = default_run
         f.truncate(size)
     if s.filesystem == "vfat":
         volid = hashlib.sha256(f"{seed}:{s.name}".encode()).hexdigest()[:8]
-        run(["mkfs.vfat", "-F", "32" if size >= 512 * MIB else "16", "-i", volid,
-             "-n", (s.label or s.name)[:11].upper(), out])
+        run(["mkfs.vfat", "-i", volid, "-n", (s.label or s.name)[:11].upper(), out])
         if s.source:
             entries = sorted(os.listdir(s.source))
             if entries:
-                run(["mcopy", "-s", "-m", "-i", out,
-                     *[os.path.join(s.source, e) for e in entries], "::/"])
+                run(
+                    [
+                        "mcopy",
+                        "-s",
+                        "-m",
+                        "-i",
+                        out,
+                        *[os.path.join(s.source, e) for e in entries],
+                        "::/",
+                    ]
+                )
     elif s.filesystem == "ext4":
-        cmd = ["mkfs.ext4", "-q", "-F", "-L", (s.label or s.name)[:16], "-U",
-               str(uuid.uuid5(NAMESPACE, f"{seed}:{s.name}:fs")),
-               "-E", f"hash_seed={uuid.uuid5(NAMESPACE, f'{seed}:{s.name}:hash')}"]
+        cmd = [
+            "mkfs.ext4",
+            "-q",
+            "-F",
+            "-L",
+            (s.label or s.name)[:16],
+            "-U",
+            str(uuid.uuid5(NAMESPACE, f"{seed}:{s.name}:fs")),
+            "-E",
+            f"hash_seed={uuid.uuid5(NAMESPACE, f'{seed}:{s.name}:hash')}",
+        ]
         if s.source:
             cmd += ["-d", s.source]
         run([*cmd, out])
@@ -344,8 +390,9 @@ def copy_into(src: str, dst_fd: int, offset: int, compare: bool) -> None:
             pos += len(chunk)
 
 
-def write(p: Plan, target: str, seed: str, run: Runner = default_runner,
-          size_bytes: int | None = None) -> None:
+def write(
+    p: Plan, target: str, seed: str, run: Runner = default_runner, size_bytes: int | None = None
+) -> None:
     """Write the partition table and every partition's content to ``target``."""
     block = is_block(target)
     if not block:
@@ -355,8 +402,14 @@ def write(p: Plan, target: str, seed: str, run: Runner = default_runner,
     with tempfile.NamedTemporaryFile("w", suffix=".sfdisk", delete=False) as script:
         script.write(sfdisk_script(p))
     try:
-        run(["sh", "-c", f"sfdisk -q --no-reread --no-tell-kernel --wipe always "
-                         f"'{target}' < '{script.name}'"])
+        run(
+            [
+                "sh",
+                "-c",
+                f"sfdisk -q --no-reread --no-tell-kernel --wipe always "
+                f"'{target}' < '{script.name}'",
+            ]
+        )
     finally:
         os.unlink(script.name)
     fd = os.open(target, os.O_RDWR)
@@ -366,10 +419,12 @@ def write(p: Plan, target: str, seed: str, run: Runner = default_runner,
                 s = part.spec
                 if s.filesystem == "none":
                     continue
-                src = s.source if s.filesystem == "raw" else os.path.join(tmp, s.name + ".fs")
-                if s.filesystem != "raw":
+                if s.filesystem == "raw":
+                    assert s.source is not None
+                    src = s.source
+                else:
+                    src = os.path.join(tmp, s.name + ".fs")
                     make_filesystem(part, src, seed, run)
-                assert src is not None
                 copy_into(src, fd, part.start * SECTOR, compare=block)
                 if s.filesystem != "raw":
                     os.unlink(src)

@@ -36,8 +36,9 @@ class SquashfsError(ValueError):
 
 def validate(spec: SquashfsSpec) -> None:
     if spec.compression not in COMPRESSORS:
-        raise SquashfsError(f"compression {spec.compression!r} is not allowed: use one of "
-                            f"{', '.join(COMPRESSORS)}")
+        raise SquashfsError(
+            f"compression {spec.compression!r} is not allowed: use one of {', '.join(COMPRESSORS)}"
+        )
     if not os.path.isdir(spec.source):
         raise SquashfsError(f"source {spec.source} is not a directory")
     if spec.source_date_epoch < 0:
@@ -49,9 +50,23 @@ def validate(spec: SquashfsSpec) -> None:
 
 def command(spec: SquashfsSpec, out: str, binary: str = "mksquashfs") -> list[str]:
     """The mksquashfs command line for ``spec`` writing to ``out``."""
-    cmd = [binary, spec.source, out, "-noappend", "-no-progress", "-quiet",
-           "-comp", spec.compression, *spec.compression_opts, "-b", spec.block_size,
-           "-mkfs-time", str(spec.source_date_epoch), "-all-time", str(spec.source_date_epoch)]
+    cmd = [
+        binary,
+        spec.source,
+        out,
+        "-noappend",
+        "-no-progress",
+        "-quiet",
+        "-comp",
+        spec.compression,
+        *spec.compression_opts,
+        "-b",
+        spec.block_size,
+        "-mkfs-time",
+        str(spec.source_date_epoch),
+        "-all-time",
+        str(spec.source_date_epoch),
+    ]
     if spec.processors:
         cmd += ["-processors", str(spec.processors)]
     if spec.excludes:
@@ -70,10 +85,29 @@ def sha256(path: str) -> str:
 def default_excludes(extra: Sequence[str] = ()) -> tuple[str, ...]:
     """What never belongs in a root image: runtime and build-only state."""
     base = (
-        "proc/*", "sys/*", "dev/*", "run/*", "tmp/*", "var/tmp/*", "mnt/*", "media/*",
-        "var/cache/apt/*", "var/lib/apt/lists/*", "var/log/journal/*", "var/log/*.log",
-        "var/log/*.gz", "var/log/apt/*", "var/log/btmp", "var/log/wtmp", "var/log/lastlog",
-        "var/lib/systemd/random-seed", "var/lib/dhcp/*", "root/.ssh",
-        "root/.ansible", "root/.cache", "etc/ssh/ssh_host_*", "lost+found",
+        "proc/*",
+        "sys/*",
+        "dev/*",
+        "run/*",
+        "tmp/*",
+        "var/tmp/*",
+        "mnt/*",
+        "media/*",
+        "var/cache/apt/*",
+        "var/lib/apt/lists/*",
+        "var/log/journal/*",
+        "var/log/*.log",
+        "var/log/*.gz",
+        "var/log/apt/*",
+        "var/log/btmp",
+        "var/log/wtmp",
+        "var/log/lastlog",
+        "var/lib/systemd/random-seed",
+        "var/lib/dhcp/*",
+        "root/.ssh",
+        "root/.ansible",
+        "root/.cache",
+        "etc/ssh/ssh_host_*",
+        "lost+found",
     )
     return base + tuple(extra)

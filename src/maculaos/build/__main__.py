@@ -23,17 +23,27 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="maculaos-build", description="Build MaculaOS images")
     sub = p.add_subparsers(dest="command", required=True)
     b = sub.add_parser("image", help="build the disk image with packer (base disk included)")
-    b.add_argument("--arch", type=_arch, default=Architecture.amd64,
-                   help="amd64 (default) or arm64")
+    b.add_argument(
+        "--arch", type=_arch, default=Architecture.amd64, help="amd64 (default) or arm64"
+    )
     b.add_argument("--version", default="0.1.0", help="semver version (default 0.1.0)")
-    b.add_argument("--image-size-mib", type=int, default=2400,
-                   help="disk image size in MiB (default 2400)")
-    b.add_argument("--output", type=Path, default=image.default_output(),
-                   help="output directory (default: output/)")
+    b.add_argument(
+        "--image-size-mib", type=int, default=2400, help="disk image size in MiB (default 2400)"
+    )
+    b.add_argument(
+        "--output",
+        type=Path,
+        default=image.default_output(),
+        help="output directory (default: output/)",
+    )
     b.add_argument("--accelerator", choices=["tcg", "kvm"], default="tcg")
-    b.add_argument("--authorized-keys", type=Path, default=None,
-                   help="SSH public keys for the macula user baked into this image (dev/CI "
-                        "images); default: the build key in cache/build-ssh; 'none' for none")
+    b.add_argument(
+        "--authorized-keys",
+        type=Path,
+        default=None,
+        help="SSH public keys for the macula user baked into this image (dev/CI "
+        "images); default: the build key in cache/build-ssh; 'none' for none",
+    )
     bd = sub.add_parser("base-disk", help="build (or reuse) the cached base disk")
     bd.add_argument("--arch", type=_arch, default=Architecture.amd64)
     return p
@@ -53,9 +63,16 @@ def main(argv: list[str] | None = None) -> int:
                 keys = basedisk.ssh_keypair().with_suffix(".pub")
             elif str(keys) == "none":
                 keys = None
-            image.build(image.BuildOptions(
-                arch=args.arch, version=args.version, image_size_mib=args.image_size_mib,
-                output=args.output, accelerator=args.accelerator, authorized_keys=keys))
+            image.build(
+                image.BuildOptions(
+                    arch=args.arch,
+                    version=args.version,
+                    image_size_mib=args.image_size_mib,
+                    output=args.output,
+                    accelerator=args.accelerator,
+                    authorized_keys=keys,
+                )
+            )
     except MaculaError as e:
         print(f"maculaos-build: error: {e}", file=sys.stderr)
         return 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -90,37 +91,46 @@ def ssh_keypair() -> Path:
 
 
 def _mirror_args() -> list[str]:
-    import os
-
     mirror = os.environ.get("MACULAOS_DEBIAN_MIRROR")
     return [mirror] if mirror else []
 
 
 def inputs_digest(arch: Architecture, packages: list[str], pubkey: str) -> str:
     h = hashlib.sha256()
-    h.update(json.dumps(
-        {"suite": SUITE, "arch": arch.value, "packages": packages, "pubkey": pubkey,
-         "size": BASE_DISK_SIZE, "script": Path(__file__).read_text(),
-         "mirror": _mirror_args()},
-        sort_keys=True).encode())
+    h.update(
+        json.dumps(
+            {
+                "suite": SUITE,
+                "arch": arch.value,
+                "packages": packages,
+                "pubkey": pubkey,
+                "size": BASE_DISK_SIZE,
+                "script": Path(__file__).read_text(),
+                "mirror": _mirror_args(),
+            },
+            sort_keys=True,
+        ).encode()
+    )
     return h.hexdigest()[:16]
 
 
 def _customize_script(pubkey: str) -> str:
-    return "\n".join([
-        'set -e; r="$1"',
-        'mkdir -p "$r/root/.ssh" && chmod 700 "$r/root/.ssh"',
-        f'printf "%s\\n" "{pubkey}" > "$r/root/.ssh/authorized_keys"',
-        'chmod 600 "$r/root/.ssh/authorized_keys"',
-        'mkdir -p "$r/etc/systemd/network"',
-        'printf "[Match]\\nType=ether\\n\\n[Network]\\nDHCP=yes\\n" '
-        '> "$r/etc/systemd/network/20-wired.network"',
-        'chroot "$r" systemctl enable systemd-networkd systemd-resolved ssh',
-        'echo maculaos-build > "$r/etc/hostname"',
-        'printf "/dev/vda / ext4 rw,discard 0 1\\n" > "$r/etc/fstab"',
-        # a stable name for the kernel and initrd we hand to QEMU
-        'cp -L "$r"/boot/vmlinuz-* "$r/../vmlinuz"',
-    ])
+    return "\n".join(
+        [
+            'set -e; r="$1"',
+            'mkdir -p "$r/root/.ssh" && chmod 700 "$r/root/.ssh"',
+            f'printf "%s\\n" "{pubkey}" > "$r/root/.ssh/authorized_keys"',
+            'chmod 600 "$r/root/.ssh/authorized_keys"',
+            'mkdir -p "$r/etc/systemd/network"',
+            'printf "[Match]\\nType=ether\\n\\n[Network]\\nDHCP=yes\\n" '
+            '> "$r/etc/systemd/network/20-wired.network"',
+            'chroot "$r" systemctl enable systemd-networkd systemd-resolved ssh',
+            'echo maculaos-build > "$r/etc/hostname"',
+            'printf "/dev/vda / ext4 rw,discard 0 1\\n" > "$r/etc/fstab"',
+            # a stable name for the kernel and initrd we hand to QEMU
+            'cp -L "$r"/boot/vmlinuz-* "$r/../vmlinuz"',
+        ]
+    )
 
 
 def ensure(arch: Architecture) -> BaseDisk:
@@ -143,16 +153,22 @@ def ensure(arch: Architecture) -> BaseDisk:
     apt_cache.mkdir(parents=True, exist_ok=True)
     with step(f"base disk: mmdebstrap {SUITE}/{arch.value} with {len(packages)} packages"):
         cmd = [
-            "mmdebstrap", "--variant=minbase", f"--architectures={arch.value}",
-            "--mode=root", "--format=directory",
+            "mmdebstrap",
+            "--variant=minbase",
+            f"--architectures={arch.value}",
+            "--mode=root",
+            "--format=directory",
             "--include=" + ",".join(packages),
-            "--skip=download/empty", "--skip=essential/unlink",
-            "--setup-hook=mkdir -p \"$1\"/var/cache/apt/archives/",
+            "--skip=download/empty",
+            "--skip=essential/unlink",
+            '--setup-hook=mkdir -p "$1"/var/cache/apt/archives/',
             f"--setup-hook=sync-in {apt_cache} /var/cache/apt/archives/",
             f"--customize-hook=sync-out /var/cache/apt/archives {apt_cache}",
             "--customize-hook=" + _customize_script(pubkey),
-            "--customize-hook=rm -f \"$1\"/var/cache/apt/archives/*.deb",
-            SUITE, str(rootfs), *_mirror_args(),
+            '--customize-hook=rm -f "$1"/var/cache/apt/archives/*.deb',
+            SUITE,
+            str(rootfs),
+            *_mirror_args(),
         ]
         subprocess.run(cmd, check=True)
     initrds = sorted((rootfs / "boot").glob("initrd.img-*"))
@@ -161,10 +177,23 @@ def ensure(arch: Architecture) -> BaseDisk:
     shutil.copy2(initrds[-1], work / "initrd.img")
     with step("base disk: ext4 image from the tree"):
         raw = work / "base.raw"
-        subprocess.run(["mkfs.ext4", "-q", "-L", "maculaos-build", "-d", str(rootfs), str(raw),
-                        BASE_DISK_SIZE], check=True)
-        subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(raw),
-                        str(work / "base.qcow2")], check=True)
+        subprocess.run(
+            [
+                "mkfs.ext4",
+                "-q",
+                "-L",
+                "maculaos-build",
+                "-d",
+                str(rootfs),
+                str(raw),
+                BASE_DISK_SIZE,
+            ],
+            check=True,
+        )
+        subprocess.run(
+            ["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(raw), str(work / "base.qcow2")],
+            check=True,
+        )
         raw.unlink()
         shutil.rmtree(rootfs)
     (work / "packages.json").write_text(json.dumps(packages, indent=1))

@@ -18,7 +18,9 @@ from maculaos.build import basedisk, finalize
 from maculaos.build.paths import OUTPUT, REPO, ROLES
 from maculaos.log import die, info, step
 
-SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$")
+SEMVER = re.compile(
+    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$"
+)
 
 
 @dataclass(frozen=True)
@@ -34,35 +36,49 @@ class BuildOptions:
 
 def check_version(version: str) -> str:
     if not SEMVER.match(version):
-        die(f"version {version!r} is not semver",
-            hint="use MAJOR.MINOR.PATCH with an optional -PRERELEASE, e.g. 1.0.0 or 1.1.0-rc.1")
+        die(
+            f"version {version!r} is not semver",
+            hint="use MAJOR.MINOR.PATCH with an optional -PRERELEASE, e.g. 1.0.0 or 1.1.0-rc.1",
+        )
     return version
 
 
 def image_layout(image_size_mib: int) -> list[disk.PartitionSpec]:
     """The image role's layout from its defaults, checked against the disk size up front."""
     d = yaml.safe_load((ROLES / "image" / "defaults" / "main.yml").read_text())
-    specs = disk.parse_specs([
-        {"name": "esp", "type": "esp", "size_mib": d["image_esp_size_mib"]},
-        {"name": "rootfs-a", "size_mib": d["image_slot_size_mib"]},
-        {"name": "rootfs-b", "size_mib": d["image_slot_size_mib"]},
-        {"name": "MACULAOS_STATE", "size_mib": None, "min_mib": d["image_state_min_mib"]},
-    ])
+    specs = disk.parse_specs(
+        [
+            {"name": "esp", "type": "esp", "size_mib": d["image_esp_size_mib"]},
+            {"name": "rootfs-a", "size_mib": d["image_slot_size_mib"]},
+            {"name": "rootfs-b", "size_mib": d["image_slot_size_mib"]},
+            {"name": "MACULAOS_STATE", "size_mib": None, "min_mib": d["image_state_min_mib"]},
+        ]
+    )
     need = disk.required_mib(specs)
     if need > image_size_mib:
-        die(f"image size {image_size_mib} MiB is too small: the layout needs {need} MiB "
+        die(
+            f"image size {image_size_mib} MiB is too small: the layout needs {need} MiB "
             f"(esp {d['image_esp_size_mib']} + 2 x slot {d['image_slot_size_mib']} + state "
             f"{d['image_state_min_mib']} + 2 for GPT)",
-            hint=f"pass --image-size-mib {need} or more, or lower image_slot_size_mib")
+            hint=f"pass --image-size-mib {need} or more, or lower image_slot_size_mib",
+        )
     return specs
 
 
 def git_commit() -> str:
     try:
-        out = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], check=True,
-                             capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain"], check=True,
-                               capture_output=True, text=True).stdout.strip()
+        out = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "HEAD"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO), "status", "--porcelain"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
         return out + ("-dirty" if dirty else "")
     except (subprocess.CalledProcessError, FileNotFoundError):
         return "unknown"
@@ -73,8 +89,14 @@ def source_date_epoch() -> int:
     if env:
         return int(env)
     try:
-        return int(subprocess.run(["git", "-C", str(REPO), "log", "-1", "--format=%ct"],
-                                  check=True, capture_output=True, text=True).stdout.strip())
+        return int(
+            subprocess.run(
+                ["git", "-C", str(REPO), "log", "-1", "--format=%ct"],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout.strip()
+        )
     except (subprocess.CalledProcessError, FileNotFoundError, ValueError):
         return 0
 
@@ -119,10 +141,20 @@ def build(opts: BuildOptions) -> Path:
     cmd.append(str(REPO / "packer"))
     env = dict(os.environ, PACKER_NO_COLOR="1", ANSIBLE_NOCOLOR="1")
     with step(f"packer build ({opts.arch.value}, {opts.version})"):
-        subprocess.run(cmd, check=True, env=env, cwd=REPO)
+        rc = subprocess.run(cmd, check=False, env=env, cwd=REPO).returncode
+    if rc != 0:
+        die(
+            f"packer build failed (exit {rc})",
+            hint=f"see the log above and the VM console in {packer_dir}.serial.log",
+        )
     with step("artifacts"):
-        out = finalize.finalize(packer_dir, opts.output, opts.version, opts.arch,
-                                build_seconds=time.monotonic() - started)
+        out = finalize.finalize(
+            packer_dir,
+            opts.output,
+            opts.version,
+            opts.arch,
+            build_seconds=time.monotonic() - started,
+        )
     shutil.rmtree(packer_dir, ignore_errors=True)
     info(f"artifacts in {out}:")
     for p in sorted(out.iterdir()):

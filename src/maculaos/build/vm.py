@@ -1,0 +1,187 @@
+"""Boot disk images under QEMU (TCG) for tests and benchmarks, and reach them over SSH."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from maculaos.arch import Architecture
+from maculaos.log import die
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+SSH_OPTS = [
+    "-o",
+    "StrictHostKeyChecking=no",
+    "-o",
+    "UserKnownHostsFile=/dev/null",
+    "-o",
+    "LogLevel=ERROR",
+    "-o",
+    "ConnectTimeout=5",
+    "-o",
+    "BatchMode=yes",
+]
+
+
+@dataclass
+class VM:
+    """One QEMU guest booted from a copy-on-write overlay of ``image``."""
+
+    image: Path
+    key: Path
+    arch: Architecture = Architecture.amd64
+    user: str = "macula"
+    disk_size: str = "4G"
+    memory: int = 1024
+    cpus: int = 1
+    accel: str = "tcg"
+    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="maculaos-vm-")))
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+    booted_at: float = 0.0
+
+    @property
+    def serial_log(self) -> Path:
+        return self.workdir / "serial.log"
+
+    def prepare(self) -> None:
+        fmt = "qcow2" if self.image.suffix == ".qcow2" else "raw"
+        subprocess.run(
+            [
+                "qemu-img",
+                "create",
+                "-q",
+                "-f",
+                "qcow2",
+                "-b",
+                str(self.image.resolve()),
+                "-F",
+                fmt,
+                str(self.workdir / "disk.qcow2"),
+                self.disk_size,
+            ],
+            check=True,
+        )
+        shutil.copy(self.arch.info.efi_vars, self.workdir / "efivars.fd")
+
+    def command(self) -> list[str]:
+        info = self.arch.info
+        return [
+            info.qemu_binary,
+            "-machine",
+            f"{info.qemu_machine},accel={self.accel}",
+            "-cpu",
+            info.qemu_cpu,
+            "-smp",
+            str(self.cpus),
+            "-m",
+            str(self.memory),
+            "-drive",
+            f"if=pflash,format=raw,readonly=on,file={info.efi_code}",
+            "-drive",
+            f"if=pflash,format=raw,file={self.workdir / 'efivars.fd'}",
+            "-drive",
+            f"if=virtio,format=qcow2,file={self.workdir / 'disk.qcow2'}",
+            "-netdev",
+            f"user,id=n0,hostfwd=tcp:127.0.0.1:{self.port}-:22",
+            "-device",
+            "virtio-net-pci,netdev=n0",
+            "-display",
+            "none",
+            "-serial",
+            f"file:{self.serial_log}",
+            "-no-user-config",
+        ]
+
+    def start(self) -> None:
+        if not self.process:
+            self.prepare()
+        self.booted_at = time.monotonic()
+        self.process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL)
+
+    def ssh_args(self, *command: str) -> list[str]:
+        return [
+            "ssh",
+            *SSH_OPTS,
+            "-i",
+            str(self.key),
+            "-p",
+            str(self.port),
+            f"{self.user}@127.0.0.1",
+            *command,
+        ]
+
+    def ssh(self, *command: str, check: bool = True, timeout: float = 120) -> str:
+        r = subprocess.run(
+            self.ssh_args(*command), check=False, capture_output=True, text=True, timeout=timeout
+        )
+        if check and r.returncode != 0:
+            raise RuntimeError(f"ssh {' '.join(command)} failed ({r.returncode}): {r.stderr}")
+        return r.stdout
+
+    def wait_ssh(self, timeout: float = 300) -> float:
+        """Wait until SSH runs a command; return seconds since start()."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process and self.process.poll() is not None:
+                die(f"QEMU exited ({self.process.returncode}); console: {self.serial_log}")
+            r = subprocess.run(self.ssh_args("true"), check=False, capture_output=True, timeout=30)
+            if r.returncode == 0:
+                return time.monotonic() - self.booted_at
+            time.sleep(1)
+        die(
+            f"no SSH after {timeout:.0f}s; console log: {self.serial_log}",
+            hint=self.serial_log.read_text(errors="replace")[-3000:]
+            if self.serial_log.exists()
+            else None,
+        )
+
+    def reboot(self, timeout: float = 300) -> float:
+        boot_id = self.ssh("cat", "/proc/sys/kernel/random/boot_id").strip()
+        self.ssh("sudo", "systemctl", "reboot", check=False, timeout=30)
+        self.booted_at = time.monotonic()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            time.sleep(2)
+            r = subprocess.run(
+                self.ssh_args("cat", "/proc/sys/kernel/random/boot_id"),
+                check=False,
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+            if r.returncode == 0 and r.stdout.strip() != boot_id:
+                return time.monotonic() - self.booted_at
+        die(f"node did not come back after reboot; console log: {self.serial_log}")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@contextlib.contextmanager
+def running(vm: VM) -> Iterator[VM]:
+    vm.start()
+    try:
+        yield vm
+    finally:
+        vm.stop()
+        shutil.rmtree(vm.workdir, ignore_errors=True)

@@ -1,0 +1,87 @@
+"""maculaos_squashfs against the real mksquashfs: reproducible, idempotent, check mode."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.unit.modhelper import run_module
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc" / "os-release").write_text("NAME=MaculaOS\n")
+    (root / "proc").mkdir()
+    (root / "proc" / "junk").write_text("runtime state")
+    (root / "usr" / "bin").mkdir(parents=True)
+    (root / "usr" / "bin" / "tool").write_bytes(os.urandom(4096))
+    return root
+
+
+def _args(tree: Path, dest: Path) -> dict[str, object]:
+    return {
+        "src": str(tree),
+        "dest": str(dest),
+        "compression": "gzip",
+        "source_date_epoch": 1700000000,
+    }
+
+
+def test_builds_then_second_run_reports_no_change(tree: Path, tmp_path: Path) -> None:
+    dest = tmp_path / "out" / "root.squashfs"
+    first = run_module("maculaos_squashfs", _args(tree, dest))
+    assert first["changed"] is True and dest.exists()
+    assert first["size"] == dest.stat().st_size
+    second = run_module("maculaos_squashfs", _args(tree, dest))
+    assert second["changed"] is False
+    assert second["sha256"] == first["sha256"]
+    listing = subprocess.run(
+        ["unsquashfs", "-l", str(dest)], capture_output=True, text=True, check=True
+    ).stdout
+    assert "squashfs-root/etc/os-release" in listing
+    assert "squashfs-root/proc/junk" not in listing  # default excludes
+
+
+def test_timestamps_do_not_change_the_bytes(tree: Path, tmp_path: Path) -> None:
+    dest = tmp_path / "root.squashfs"
+    first = run_module("maculaos_squashfs", _args(tree, dest))
+    os.utime(tree / "etc" / "os-release", (1, 1))
+    again = run_module("maculaos_squashfs", _args(tree, dest))
+    assert again["changed"] is False and again["sha256"] == first["sha256"]
+
+
+def test_content_change_is_a_change_with_diff(tree: Path, tmp_path: Path) -> None:
+    dest = tmp_path / "root.squashfs"
+    first = run_module("maculaos_squashfs", _args(tree, dest))
+    (tree / "etc" / "os-release").write_text("NAME=Other\n")
+    again = run_module("maculaos_squashfs", _args(tree, dest), diff=True)
+    assert again["changed"] is True
+    assert again["diff"]["before"]["sha256"] == first["sha256"]
+    assert again["diff"]["after"]["sha256"] != first["sha256"]
+
+
+def test_check_mode_reports_change_without_writing(tree: Path, tmp_path: Path) -> None:
+    dest = tmp_path / "out" / "root.squashfs"
+    result = run_module("maculaos_squashfs", _args(tree, dest), check_mode=True)
+    assert result["changed"] is True
+    assert not dest.exists()
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_compression_and_missing_source_are_named(tmp_path: Path) -> None:
+    result = run_module(
+        "maculaos_squashfs", {"src": str(tmp_path / "nope"), "dest": str(tmp_path / "x")}
+    )
+    assert result["failed"] and "is not a directory" in result["msg"]
+    result = run_module(
+        "maculaos_squashfs",
+        {"src": str(tmp_path), "dest": str(tmp_path / "x"), "excludes": ["/etc"]},
+    )
+    assert result["failed"] and "no leading /" in result["msg"]

@@ -1,0 +1,55 @@
+"""VM tier: boot the built image under QEMU (TCG + OVMF) and check it from outside.
+
+The image is the newest ``output/*/macula-os-*-amd64.qcow2`` (or ``MACULAOS_IMAGE``); it is
+built once by README's build command and only booted here. The SSH key is the one the build
+baked in for the ``macula`` user (``cache/build-ssh``; ``MACULAOS_SSH_KEY`` to override).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from maculaos.build import vm as vmlib
+from maculaos.build.paths import CACHE, OUTPUT
+
+
+def built_image() -> Path:
+    env = os.environ.get("MACULAOS_IMAGE")
+    if env:
+        return Path(env)
+    images = sorted(OUTPUT.glob("*-amd64/macula-os-*-amd64.qcow2"), key=lambda p: p.stat().st_mtime)
+    if not images:
+        pytest.fail(
+            "no built image in output/: run README's build command first "
+            "(scripts/build.sh) or set MACULAOS_IMAGE"
+        )
+    return images[-1]
+
+
+def ssh_key() -> Path:
+    return Path(os.environ.get("MACULAOS_SSH_KEY", CACHE / "build-ssh" / "id_ed25519"))
+
+
+@pytest.fixture(scope="session")
+def image() -> Path:
+    return built_image()
+
+
+@pytest.fixture(scope="session")
+def nodes(image: Path) -> Iterator[tuple[vmlib.VM, vmlib.VM]]:
+    """Two nodes booted from the same image at the same time."""
+    a = vmlib.VM(image=image, key=ssh_key())
+    b = vmlib.VM(image=image, key=ssh_key())
+    with vmlib.running(a), vmlib.running(b):
+        a.wait_ssh()
+        b.wait_ssh()
+        yield a, b
+
+
+@pytest.fixture(scope="session")
+def node(nodes: tuple[vmlib.VM, vmlib.VM]) -> vmlib.VM:
+    return nodes[0]

@@ -1,0 +1,156 @@
+"""The booted node, checked from outside over SSH (testinfra)."""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import subprocess
+from typing import Any
+
+import pytest
+import testinfra
+
+from maculaos.build import vm as vmlib
+
+pytestmark = pytest.mark.vm
+
+
+def host(vm: vmlib.VM) -> Any:
+    return testinfra.get_host(
+        f"paramiko://{vm.user}@127.0.0.1:{vm.port}", ssh_identity_file=str(vm.key)
+    )
+
+
+def sh(vm: vmlib.VM, cmd: str) -> str:
+    return vm.ssh("sh", "-c", f"'{cmd}'").strip()
+
+
+def test_root_is_readonly_squashfs_of_slot_a(node: vmlib.VM) -> None:
+    h = host(node)
+    root = json.loads(h.check_output("findmnt -J -o SOURCE,FSTYPE,OPTIONS /"))["filesystems"][0]
+    assert root["fstype"] == "squashfs"
+    assert "ro" in root["options"].split(",")
+    assert h.check_output("readlink -f /dev/disk/by-partlabel/rootfs-a") == root["source"]
+    assert "maculaos.slot=a" in h.file("/proc/cmdline").content_string
+    assert h.run("touch /usr/maculaos-write-test").rc != 0
+
+
+def test_writable_layers(node: vmlib.VM) -> None:
+    h = host(node)
+    for path in ("/etc", "/var", "/home"):
+        assert h.mount_point(path).filesystem == "overlay", path
+    for path in ("/var/lib/maculaos", "/var/lib/rancher"):
+        assert h.mount_point(path).filesystem == "ext4", path
+    assert h.mount_point("/tmp").filesystem == "tmpfs"
+    assert h.file("/run/maculaos/state-mode").content_string.strip() == "persistent"
+
+
+def test_hostname_from_primary_mac(node: vmlib.VM) -> None:
+    h = host(node)
+    name = h.check_output("hostname")
+    assert re.fullmatch(r"macula-[0-9a-f]{4}", name), name
+    # QEMU's default NIC MAC is 52:54:00:12:34:56 -> macula-3456
+    mac = h.check_output("cat /sys/class/net/$(ls /sys/class/net | grep -v lo | head -1)/address")
+    assert name == "macula-" + mac.replace(":", "")[-4:]
+
+
+def test_no_failed_units(node: vmlib.VM) -> None:
+    h = host(node)
+    h.run("systemctl is-system-running --wait")
+    failed = h.check_output("systemctl list-units --failed --plain --no-legend")
+    assert failed == "", failed
+    assert h.check_output("systemctl is-system-running") == "running"
+
+
+def test_ssh_refuses_passwords(node: vmlib.VM) -> None:
+    r = subprocess.run(
+        [
+            "ssh",
+            *vmlib.SSH_OPTS[:-2],
+            "-o",
+            "BatchMode=no",
+            "-o",
+            "PubkeyAuthentication=no",
+            "-o",
+            "PreferredAuthentications=password,keyboard-interactive",
+            "-o",
+            "NumberOfPasswordPrompts=0",
+            "-p",
+            str(node.port),
+            "macula@127.0.0.1",
+            "true",
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+    )
+    assert r.returncode == 255
+    assert "Permission denied (publickey)" in r.stderr
+    config = host(node).check_output("sudo sshd -T")
+    assert "passwordauthentication no" in config
+    assert "kbdinteractiveauthentication no" in config
+
+
+def test_nodes_have_their_own_identity(nodes: tuple[vmlib.VM, vmlib.VM]) -> None:
+    a, b = (host(n) for n in nodes)
+    for h in (a, b):
+        assert re.fullmatch(r"[0-9a-f]{32}", h.file("/etc/machine-id").content_string.strip())
+    assert a.file("/etc/machine-id").content_string != b.file("/etc/machine-id").content_string
+    key = "/etc/ssh/ssh_host_ed25519_key.pub"
+    assert a.file(key).content_string.split()[1] != b.file(key).content_string.split()[1]
+
+
+def test_state_partition_grew_to_fill_the_disk(node: vmlib.VM) -> None:
+    h = host(node)
+    disk_bytes = int(h.check_output("lsblk -bdno SIZE /dev/vda"))
+    state = h.check_output("readlink -f /dev/disk/by-partlabel/MACULAOS_STATE")
+    part_bytes = int(h.check_output(f"lsblk -bdno SIZE {state}"))
+    fs_bytes = int(h.check_output("df -B1 --output=size /var/lib/maculaos | tail -1"))
+    # the image is 2400 MiB, the test disk 4 GiB: the state partition must have taken the rest
+    assert disk_bytes == 4 * 1024**3
+    assert part_bytes > disk_bytes - 2200 * 1024**2
+    assert fs_bytes > 0.9 * part_bytes
+
+
+def test_files_in_etc_and_var_survive_reboot(node: vmlib.VM) -> None:
+    token = secrets.token_hex(8)
+    node.ssh(
+        "sudo",
+        "sh",
+        "-c",
+        f"'echo {token} > /etc/maculaos-test && "
+        f"echo {token} > /var/lib/maculaos-test && echo {token} > /tmp/maculaos-test'",
+    )
+    machine_id = node.ssh("cat", "/etc/machine-id").strip()
+    hostkey = node.ssh("cat", "/etc/ssh/ssh_host_ed25519_key.pub").strip()
+    node.reboot()
+    h = host(node)
+    assert h.file("/etc/maculaos-test").content_string.strip() == token
+    assert h.file("/var/lib/maculaos-test").content_string.strip() == token
+    assert not h.file("/tmp/maculaos-test").exists
+    # identity is made once, then kept
+    assert h.file("/etc/machine-id").content_string.strip() == machine_id
+    assert h.file("/etc/ssh/ssh_host_ed25519_key.pub").content_string.strip() == hostkey
+
+
+def test_grub_environment_switches_to_slot_b(node: vmlib.VM) -> None:
+    """Copy slot A to B, select B in the GRUB environment, reboot: root comes from rootfs-b."""
+    node.ssh(
+        "sudo",
+        "sh",
+        "-c",
+        "'dd if=/dev/disk/by-partlabel/rootfs-a "
+        "of=/dev/disk/by-partlabel/rootfs-b bs=4M conv=fsync status=none && "
+        "mount /dev/disk/by-partlabel/esp /mnt && "
+        "grub-editenv /mnt/EFI/maculaos/grubenv set maculaos_slot=b && umount /mnt'",
+    )
+    node.reboot()
+    h = host(node)
+    assert "maculaos.slot=b" in h.file("/proc/cmdline").content_string
+    root = h.check_output("findmnt -n -o SOURCE /")
+    assert root == h.check_output("readlink -f /dev/disk/by-partlabel/rootfs-b")
+    # state is shared between slots
+    assert h.file("/etc/maculaos-test").exists
