@@ -1,0 +1,128 @@
+"""MaculaOS benchmarks (not timed tests): JSON figures, ratios against a baseline measured in
+the same run.
+
+    .venv/bin/python -m bench.run boot [--runs 3]  boot-to-SSH: MaculaOS vs stock Debian trixie
+    .venv/bin/python -m bench.run build            cold (no base disk) and warm build times
+    .venv/bin/python -m bench.run sizes            raw / allocated / qcow2 / squashfs sizes
+
+Results are printed and written to bench/results/<name>-<time>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.stock import build_stock_disk
+from maculaos.arch import Architecture
+from maculaos.build import basedisk
+from maculaos.build import vm as vmlib
+from maculaos.build.paths import CACHE, OUTPUT, REPO
+
+RESULTS = REPO / "bench" / "results"
+
+
+def newest_output() -> Path:
+    dirs = sorted(OUTPUT.glob("*-amd64/manifest.json"), key=lambda p: p.stat().st_mtime)
+    if not dirs:
+        sys.exit("no built image in output/: run scripts/build.sh first")
+    return dirs[-1].parent
+
+
+def boot_times(image: Path, user: str, runs: int) -> list[float]:
+    key = basedisk.ssh_keypair()
+    times = []
+    for _ in range(runs):
+        vm = vmlib.VM(image=image, key=key, user=user)
+        with vmlib.running(vm):
+            times.append(round(vm.wait_ssh(), 2))
+    return times
+
+
+def bench_boot(runs: int) -> dict[str, Any]:
+    out = newest_output()
+    image = next(out.glob("macula-os-*-amd64.qcow2"))
+    base = basedisk.ensure(Architecture.amd64)
+    stock = build_stock_disk(base, base.directory / "stock-debian.qcow2")
+    # interleave so drift on a noisy machine hits both alike
+    maculaos: list[float] = []
+    debian: list[float] = []
+    for _ in range(runs):
+        debian += boot_times(stock, "root", 1)
+        maculaos += boot_times(image, "macula", 1)
+    m, d = statistics.median(maculaos), statistics.median(debian)
+    return {
+        "image": image.name,
+        "runs": runs,
+        "qemu": "tcg, -cpu max, 1 vCPU, 1 GiB, OVMF",
+        "maculaos_boot_to_ssh_s": maculaos,
+        "debian_boot_to_ssh_s": debian,
+        "maculaos_median_s": m,
+        "debian_median_s": d,
+        "ratio_maculaos_vs_debian": round(m / d, 3),
+    }
+
+
+def timed_build(version: str) -> float:
+    start = time.monotonic()
+    subprocess.run([str(REPO / "scripts" / "build.sh"), "--version", version], check=True)
+    return round(time.monotonic() - start, 1)
+
+
+def bench_build() -> dict[str, Any]:
+    shutil.rmtree(CACHE / "base", ignore_errors=True)  # cold: base disk rebuilt (.debs cached)
+    cold = timed_build("0.0.1-bench.cold")
+    warm = timed_build("0.0.1-bench.warm")
+    return {
+        "cold_build_s": cold,
+        "warm_build_s": warm,
+        "ratio_warm_vs_cold": round(warm / cold, 3),
+        "note": "cold = no cached base disk (apt .deb cache kept)",
+    }
+
+
+def bench_sizes() -> dict[str, Any]:
+    out = newest_output()
+    manifest = json.loads((out / "manifest.json").read_text())
+    arts = manifest["artifacts"]
+    img = next(v for k, v in arts.items() if k.endswith(".img"))
+    qcow = next(v for k, v in arts.items() if k.endswith(".qcow2"))
+    mib = 1024 * 1024
+    return {
+        "version": manifest["version"],
+        "img_mib": round(img["size"] / mib, 1),
+        "img_allocated_mib": round(img["allocated"] / mib, 1),
+        "qcow2_mib": round(qcow["size"] / mib, 1),
+        "squashfs_mib": round(int(manifest["squashfs"]["size"]) / mib, 1),
+        "packages": len(manifest["packages"]),
+        "ratio_qcow2_vs_plan_iso_budget_500mib": round(qcow["size"] / (500 * mib), 3),
+    }
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("what", choices=["boot", "build", "sizes"])
+    p.add_argument("--runs", type=int, default=3)
+    args = p.parse_args()
+    result = {"boot": lambda: bench_boot(args.runs), "build": bench_build, "sizes": bench_sizes}[
+        args.what
+    ]()
+    result["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{args.what}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
