@@ -39,8 +39,7 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--accelerator", choices=["tcg", "kvm"], default="tcg")
     b.add_argument(
         "--authorized-keys",
-        type=Path,
-        default=None,
+        default="",
         help="SSH public keys for the macula user baked into this image (dev/CI "
         "images); default: the build key in cache/build-ssh; 'none' for none",
     )
@@ -58,11 +57,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "base-disk":
             print(basedisk.ensure(args.arch).disk)
         else:
-            keys = args.authorized_keys
-            if keys is None:
-                keys = basedisk.ssh_keypair().with_suffix(".pub")
-            elif str(keys) == "none":
-                keys = None
             image.build(
                 image.BuildOptions(
                     arch=args.arch,
@@ -70,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
                     image_size_mib=args.image_size_mib,
                     output=args.output,
                     accelerator=args.accelerator,
-                    authorized_keys=keys,
+                    authorized_keys=args.authorized_keys,
                 )
             )
     except MaculaError as e:

@@ -30,7 +30,8 @@ class BuildOptions:
     image_size_mib: int
     output: Path
     accelerator: str = "tcg"
-    authorized_keys: Path | None = None
+    # "": the per-machine build key (dev/CI images); "none": no key; else a file of keys
+    authorized_keys: str = ""
     memory: int = 2048
 
 
@@ -109,7 +110,7 @@ def preflight(opts: BuildOptions) -> None:
             die(f"{tool} not found on PATH", hint="run scripts/setup-host.sh and use .venv/bin")
     if not Path(opts.arch.info.efi_code).exists():
         die(f"EFI firmware {opts.arch.info.efi_code} missing", hint="run scripts/setup-host.sh")
-    if opts.authorized_keys and not opts.authorized_keys.is_file():
+    if opts.authorized_keys not in ("", "none") and not Path(opts.authorized_keys).is_file():
         die(f"--authorized-keys {opts.authorized_keys} is not a file")
 
 
@@ -117,6 +118,8 @@ def build(opts: BuildOptions) -> Path:
     preflight(opts)
     started = time.monotonic()
     base = basedisk.ensure(opts.arch)
+    keys = {"": str(basedisk.ssh_keypair().with_suffix(".pub")), "none": ""}.get(
+        opts.authorized_keys, opts.authorized_keys)
     packer_dir = opts.output / f".packer-{opts.arch.value}"
     shutil.rmtree(packer_dir, ignore_errors=True)
     packer_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -131,7 +134,7 @@ def build(opts: BuildOptions) -> Path:
         "memory": str(opts.memory),
         "image_size_mib": str(opts.image_size_mib),
         "ssh_private_key_file": str(basedisk.ssh_keypair()),
-        "authorized_keys_file": str(opts.authorized_keys or ""),
+        "authorized_keys_file": keys,
         "source_date_epoch": str(source_date_epoch()),
         "git_commit": git_commit(),
     }
