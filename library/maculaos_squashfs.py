@@ -48,6 +48,12 @@ options:
   processors:
     description: mksquashfs threads (default all).
     type: int
+  one_file_system:
+    description:
+      - Do not cross filesystem boundaries; mount points become empty directories. Lets I(src)
+        be a running C(/) (squashfs-tools 4.6 or later).
+    type: bool
+    default: false
 attributes:
   check_mode:
     support: full
@@ -109,6 +115,7 @@ class Squashfs:
             excludes=default_excludes(p["excludes"]),
             source_date_epoch=p["source_date_epoch"],
             processors=p["processors"],
+            one_file_system=p["one_file_system"],
         )
 
     def run(self) -> None:
@@ -172,6 +179,7 @@ def main() -> None:
             "excludes": {"type": "list", "elements": "str", "default": []},
             "source_date_epoch": {"type": "int", "default": 0},
             "processors": {"type": "int"},
+            "one_file_system": {"type": "bool", "default": False},
         },
         supports_check_mode=True,
     )

@@ -28,6 +28,7 @@ class SquashfsSpec:
     excludes: tuple[str, ...] = ()
     source_date_epoch: int = 0
     processors: int | None = None
+    one_file_system: bool = False
 
 
 class SquashfsError(ValueError):
@@ -67,6 +68,9 @@ def command(spec: SquashfsSpec, out: str, binary: str = "mksquashfs") -> list[st
         "-all-time",
         str(spec.source_date_epoch),
     ]
+    if spec.one_file_system:
+        # mount points (/proc, /run, /tmp, ...) become empty directories (squashfs-tools >= 4.6)
+        cmd.append("-one-file-system")
     if spec.processors:
         cmd += ["-processors", str(spec.processors)]
     if spec.excludes:

@@ -16,24 +16,39 @@ pytestmark = pytest.mark.integration
 
 
 def play(fixture: Path) -> str:
-    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
-               ANSIBLE_LOCALHOST_WARNING="0", ANSIBLE_INVENTORY_UNPARSED_WARNING="0")
+    env = dict(
+        os.environ,
+        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_LOCALHOST_WARNING="0",
+        ANSIBLE_INVENTORY_UNPARSED_WARNING="0",
+    )
     bin_dir = Path(sys.executable).parent
     r = subprocess.run(
-        [str(bin_dir / "ansible-playbook"), "-e", f"fixture_dir={fixture}",
-         "-e", f"ansible_python_interpreter={sys.executable}",
-         str(REPO / "tests" / "integration" / "modules.yml")],
-        capture_output=True, text=True, env=env, check=False, cwd=REPO)
+        [
+            str(bin_dir / "ansible-playbook"),
+            "-e",
+            f"fixture_dir={fixture}",
+            "-e",
+            f"ansible_python_interpreter={sys.executable}",
+            str(REPO / "tests" / "integration" / "modules.yml"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        cwd=REPO,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     return r.stdout
 
 
 def recap(out: str) -> dict[str, int]:
-    m = re.search(r"localhost\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)",
-                  out)
+    m = re.search(
+        r"localhost\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", out
+    )
     assert m, out
-    return dict(zip(["ok", "changed", "unreachable", "failed"], map(int, m.groups()),
-                    strict=True))
+    return dict(zip(["ok", "changed", "unreachable", "failed"], map(int, m.groups()), strict=True))
 
 
 def test_second_run_reports_no_change(tmp_path: Path) -> None:

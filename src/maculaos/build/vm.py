@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import secrets
 import shutil
 import socket
 import subprocess
@@ -50,6 +51,9 @@ class VM:
     accel: str = "tcg"
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="maculaos-vm-")))
     port: int = field(default_factory=free_port)
+    mac: str = field(
+        default_factory=lambda: "52:54:00:" + ":".join(secrets.token_hex(1) for _ in range(3))
+    )
     process: subprocess.Popen[bytes] | None = None
     booted_at: float = 0.0
 
@@ -98,7 +102,7 @@ class VM:
             "-netdev",
             f"user,id=n0,hostfwd=tcp:127.0.0.1:{self.port}-:22",
             "-device",
-            "virtio-net-pci,netdev=n0",
+            f"virtio-net-pci,netdev=n0,mac={self.mac}",
             "-display",
             "none",
             "-serial",
