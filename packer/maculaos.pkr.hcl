@@ -46,6 +46,7 @@ build {
       "--extra-vars", "image_git_commit=${var.git_commit}",
       "--extra-vars", "image_fetch_dir=${abspath(var.output_directory)}",
       "--extra-vars", "image_authorized_keys_file=${var.authorized_keys_file}",
+      "--extra-vars", "image_squashfs_compression=${var.squashfs_compression}",
     ]
   }
 }

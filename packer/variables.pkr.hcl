@@ -103,3 +103,13 @@ variable "git_commit" {
   description = "Git commit the image is built from (recorded in the manifest)."
   default     = "unknown"
 }
+
+variable "squashfs_compression" {
+  type        = string
+  description = "Slot squashfs compressor: gzip (fast to build) or xz (smaller). GRUB reads both."
+  default     = "gzip"
+  validation {
+    condition     = contains(["gzip", "xz"], var.squashfs_compression)
+    error_message = "The squashfs_compression variable must be one of: gzip, xz."
+  }
+}

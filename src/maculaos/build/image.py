@@ -33,6 +33,7 @@ class BuildOptions:
     # "": the per-machine build key (dev/CI images); "none": no key; else a file of keys
     authorized_keys: str = ""
     memory: int = 2048
+    compression: str = "gzip"
 
 
 def check_version(version: str) -> str:
@@ -138,6 +139,7 @@ def build(opts: BuildOptions) -> Path:
         "authorized_keys_file": keys,
         "source_date_epoch": str(source_date_epoch()),
         "git_commit": git_commit(),
+        "squashfs_compression": opts.compression,
     }
     cmd = ["packer", "build", "-color=false", f"-var-file={var_file}"]
     for k, v in args.items():
