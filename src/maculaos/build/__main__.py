@@ -37,8 +37,12 @@ def parser() -> argparse.ArgumentParser:
         help="output directory (default: output/)",
     )
     b.add_argument("--accelerator", choices=["tcg", "kvm"], default="tcg")
-    b.add_argument("--compression", choices=["gzip", "xz"], default="gzip",
-                   help="slot squashfs compressor (xz: smaller, ~4x slower under TCG)")
+    b.add_argument(
+        "--compression",
+        choices=["gzip", "xz"],
+        default="gzip",
+        help="slot squashfs compressor (xz: smaller, ~4x slower under TCG)",
+    )
     b.add_argument(
         "--authorized-keys",
         default="",
