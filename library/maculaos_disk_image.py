@@ -93,6 +93,7 @@ required_mib:
 """
 
 import os
+import subprocess
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.maculaos_disk import (
@@ -114,7 +115,7 @@ class DiskImage:
     def __init__(self, module: AnsibleModule) -> None:
         self.module = module
 
-    def run_cmd(self, cmd: list[str]) -> str:
+    def run_cmd(self, cmd: list[str], fail: bool = True) -> str:
         if cmd[:2] == ["sh", "-c"]:
             rc, out, err = self.module.run_command(
                 cmd[2], use_unsafe_shell=True, environ_update={"LC_ALL": "C"}
@@ -122,8 +123,14 @@ class DiskImage:
         else:
             rc, out, err = self.module.run_command(cmd, environ_update={"LC_ALL": "C"})
         if rc != 0:
+            if not fail:
+                raise subprocess.CalledProcessError(rc, cmd, out, err)
             self.module.fail_json(msg=f"{cmd[0]} failed (rc={rc}): {err.strip()}", command=cmd)
         return str(out)
+
+    def probe(self, cmd: list[str]) -> str:
+        """Like run_cmd, but a failure is an answer (e.g. no partition table yet)."""
+        return self.run_cmd(cmd, fail=False)
 
     def run(self) -> None:
         p = self.module.params
@@ -145,7 +152,7 @@ class DiskImage:
             check_sources(specs, wanted)
         except LayoutError as e:
             self.module.fail_json(msg=str(e))
-        current = read_table(target, self.run_cmd) if os.path.exists(target) else None
+        current = read_table(target, self.probe) if os.path.exists(target) else None
         # a file of another size is not the image we want, whatever its table says
         changed = not same_table(current, wanted) or (not block and os.path.getsize(target) != size)
         if changed and not self.module.check_mode:

@@ -140,3 +140,17 @@ def test_layout_too_big_fails_before_writing(sources: tuple[Path, Path], tmp_pat
     assert result["failed"]
     assert "layout does not fit the disk: it needs 30 MiB" in result["msg"]
     assert not target.exists()
+
+
+def test_existing_blank_target_without_table_is_written(
+    sources: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A new, all-zero disk (Packer's second disk) has no partition table yet."""
+    esp, slot = sources
+    target = tmp_path / "blank.img"
+    with target.open("wb") as f:
+        f.truncate(40 * 1024 * 1024)
+    result = run_module("maculaos_disk_image", _args(target, esp, slot))
+    assert result["changed"] is True, result
+    assert result["diff"]["before"] == {}
+    assert run_module("maculaos_disk_image", _args(target, esp, slot))["changed"] is False
