@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from maculaos import identity
+from maculaos.config import cli as config_cli
 from maculaos.log import MaculaError
 
 
@@ -43,6 +44,7 @@ def parser() -> argparse.ArgumentParser:
     )
     h.add_argument("--sysfs", default="/sys/class/net", help=argparse.SUPPRESS)
     h.set_defaults(func=_hostname)
+    config_cli.add_parser(sub)
     return p
 
 

@@ -45,6 +45,14 @@ def hostname_for(mac: str, prefix: str = "macula") -> str:
     return f"{prefix}-{digits[-4:]}"
 
 
+def expand_hostname(template: str, mac: str | None) -> str:
+    """``macula-${RANDOM_SUFFIX}`` -> ``macula-XXXX`` (last 4 hex digits of the MAC)."""
+    if "${RANDOM_SUFFIX}" not in template:
+        return template
+    suffix = mac.replace(":", "").lower()[-4:] if mac else "0000"
+    return template.replace("${RANDOM_SUFFIX}", suffix)
+
+
 def wait_primary_mac(sysfs: Path, timeout: float) -> str | None:
     deadline = time.monotonic() + timeout
     while True:

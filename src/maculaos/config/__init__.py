@@ -1,0 +1,1 @@
+"""Node configuration: one schema for /var/lib/maculaos/config.yaml."""

@@ -1,0 +1,275 @@
+"""One implementation per behaviour. Each applicator writes files under ``root`` and, when
+``live`` is set, makes the running system follow (hostname, modules, sysctl, ...). Each
+returns the list of changes it made, empty when everything already matched (idempotent)."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import grp
+import os
+import pwd
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from maculaos import identity
+
+
+@dataclasses.dataclass
+class Target:
+    root: Path = Path("/")
+    live: bool = True
+    arch: str = "amd64"
+    sysfs_net: Path = Path("/sys/class/net")
+
+    def path(self, p: str) -> Path:
+        return self.root / p.lstrip("/")
+
+    def run(self, *cmd: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            list(cmd), capture_output=True, text=True, check=False, env=dict(os.environ, LC_ALL="C")
+        )
+
+
+def write_file(path: Path, content: str | bytes, mode: int = 0o644) -> bool:
+    """Atomically write ``content``; True when the file changed (content or mode)."""
+    data = content.encode() if isinstance(content, str) else content
+    try:
+        if path.read_bytes() == data and (path.stat().st_mode & 0o7777) == mode:
+            return False
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.maculaos-tmp")
+    tmp.write_bytes(data)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+    return True
+
+
+def _symlink(path: Path, target: str) -> bool:
+    if path.is_symlink() and os.readlink(path) == target:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.maculaos-tmp")
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    tmp.symlink_to(target)
+    os.replace(tmp, path)
+    return True
+
+
+MANAGED = "# Managed by MaculaOS (maculaos config apply); edit /var/lib/maculaos/config.yaml\n"
+
+
+def apply_hostname(cfg: dict[str, Any], t: Target) -> list[str]:
+    name = identity.expand_hostname(cfg["maculaos.hostname"], identity.primary_mac(t.sysfs_net))
+    if identity.apply_hostname(name, etc=t.path("/etc"), live=t.live):
+        return [f"hostname: {name}"]
+    return []
+
+
+def apply_dns(cfg: dict[str, Any], t: Target) -> list[str]:
+    servers: list[str] = cfg["maculaos.dns_nameservers"]
+    path = t.path("/etc/systemd/resolved.conf.d/50-maculaos.conf")
+    if not servers:
+        if path.exists():
+            path.unlink()
+            _restart(t, "systemd-resolved")
+            return ["dns: back to DHCP-provided servers"]
+        return []
+    if write_file(path, MANAGED + "[Resolve]\nDNS=" + " ".join(servers) + "\n"):
+        _restart(t, "systemd-resolved")
+        return [f"dns: {' '.join(servers)}"]
+    return []
+
+
+def apply_labels(cfg: dict[str, Any], t: Target) -> list[str]:
+    labels = {k: str(v).replace("${ARCH}", t.arch) for k, v in cfg["maculaos.labels"].items()}
+    body = (
+        MANAGED + "node-label:\n" + "".join(f'  - "{k}={v}"\n' for k, v in sorted(labels.items()))
+    )
+    # k3s merges /etc/rancher/k3s/config.yaml.d/*.yaml into its configuration
+    if write_file(t.path("/etc/rancher/k3s/config.yaml.d/50-maculaos-labels.yaml"), body):
+        return [f"labels: {', '.join(f'{k}={v}' for k, v in sorted(labels.items()))}"]
+    return []
+
+
+def apply_modules(cfg: dict[str, Any], t: Target) -> list[str]:
+    mods: list[str] = cfg["maculaos.modules"]
+    changes = []
+    if write_file(
+        t.path("/etc/modules-load.d/50-maculaos-config.conf"),
+        MANAGED + "".join(m + "\n" for m in mods),
+    ):
+        changes.append(f"modules: {' '.join(mods)}")
+    if t.live:
+        for m in mods:
+            if not Path(f"/sys/module/{m}").exists():
+                r = t.run("modprobe", m)
+                if r.returncode != 0:
+                    raise ApplyError(f"maculaos.modules: modprobe {m} failed: {r.stderr.strip()}")
+    return changes
+
+
+def apply_sysctl(cfg: dict[str, Any], t: Target) -> list[str]:
+    params: dict[str, Any] = cfg["sysctl"]
+    path = t.path("/etc/sysctl.d/90-maculaos.conf")
+    body = MANAGED + "".join(f"{k} = {v}\n" for k, v in sorted(params.items()))
+    if not params and not path.exists():
+        return []
+    if write_file(path, body):
+        if t.live:
+            r = t.run("sysctl", "-p", str(path))
+            if r.returncode != 0:
+                raise ApplyError(f"sysctl: {r.stderr.strip()}")
+        return [f"sysctl: {', '.join(f'{k}={v}' for k, v in sorted(params.items()))}"]
+    return []
+
+
+def apply_ssh_keys(cfg: dict[str, Any], t: Target) -> list[str]:
+    keys: list[str] = cfg["ssh_authorized_keys"]
+    # sshd reads these besides ~/.ssh/authorized_keys (AuthorizedKeysFile in the base role)
+    path = t.path("/etc/ssh/authorized_keys.d/macula")
+    if write_file(path, MANAGED + "".join(k + "\n" for k in keys), 0o644):
+        return [f"ssh_authorized_keys: {len(keys)} key(s) for macula"]
+    return []
+
+
+def _owner(spec: str) -> tuple[int, int]:
+    user, group = spec.split(":")
+    uid = int(user) if user.isdigit() else pwd.getpwnam(user).pw_uid
+    gid = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
+    return uid, gid
+
+
+def apply_write_files(cfg: dict[str, Any], t: Target) -> list[str]:
+    changes = []
+    for item in cfg["write_files"]:
+        content = item.get("content", "")
+        data: str | bytes = base64.b64decode(content) if item.get("encoding") == "b64" else content
+        path = t.path(item["path"])
+        mode = int(item.get("permissions", "0644"), 8)
+        changed = write_file(path, data, mode)
+        owner = item.get("owner", "root:root")
+        try:
+            uid, gid = _owner(owner)
+        except KeyError:
+            raise ApplyError(
+                f"write_files: owner {owner} of {item['path']} does not exist"
+            ) from None
+        st = path.stat()
+        if (st.st_uid, st.st_gid) != (uid, gid):
+            os.chown(path, uid, gid)
+            changed = True
+        if changed:
+            changes.append(f"write_files: {item['path']}")
+    return changes
+
+
+def apply_keyboard(cfg: dict[str, Any], t: Target) -> list[str]:
+    layout: str = cfg["maculaos.keyboard"]
+    a = write_file(t.path("/etc/vconsole.conf"), MANAGED + f"KEYMAP={layout}\n")
+    b = write_file(
+        t.path("/etc/default/keyboard"),
+        MANAGED + f'XKBMODEL="pc105"\nXKBLAYOUT="{layout}"\nXKBVARIANT=""\nXKBOPTIONS=""\n',
+    )
+    return [f"keyboard: {layout}"] if a or b else []
+
+
+def check_timezone(cfg: dict[str, Any], t: Target) -> None:
+    tz: str = cfg["maculaos.timezone"]
+    if not t.path(f"/usr/share/zoneinfo/{tz}").is_file():
+        raise ApplyError(
+            f"maculaos.timezone: {tz} is not in the time zone database (/usr/share/zoneinfo)"
+        )
+
+
+def apply_timezone(cfg: dict[str, Any], t: Target) -> list[str]:
+    tz: str = cfg["maculaos.timezone"]
+    a = _symlink(t.path("/etc/localtime"), f"../usr/share/zoneinfo/{tz}")
+    b = write_file(t.path("/etc/timezone"), tz + "\n")
+    return [f"timezone: {tz}"] if a or b else []
+
+
+def available_locales(t: Target) -> set[str]:
+    names = {"C", "C.UTF-8", "C.utf8", "POSIX"}
+    if t.live:
+        r = t.run("locale", "-a")
+        names |= set(r.stdout.split())
+    gen = t.path("/etc/locale.gen")
+    if gen.exists():
+        names |= {
+            line.split()[0]
+            for line in gen.read_text().splitlines()
+            if line.strip() and not line.startswith("#")
+        }
+    return names
+
+
+def _norm(locale: str) -> str:
+    return locale.replace(".UTF-8", ".utf8")
+
+
+def check_locale(cfg: dict[str, Any], t: Target) -> None:
+    loc: str = cfg["maculaos.locale"]
+    avail = available_locales(t)
+    if _norm(loc) not in {_norm(a) for a in avail}:
+        shown = ", ".join(sorted(a for a in avail if "." in a)[:12])
+        raise ApplyError(f"maculaos.locale: {loc} is not built into this image; available: {shown}")
+
+
+def check_write_files(cfg: dict[str, Any], t: Target) -> None:
+    for item in cfg["write_files"]:
+        try:
+            _owner(item.get("owner", "root:root"))
+        except KeyError:
+            raise ApplyError(
+                f"write_files: owner {item.get('owner')} of {item['path']} does not exist"
+            ) from None
+        if item.get("encoding") == "b64":
+            try:
+                base64.b64decode(item.get("content", ""), validate=True)
+            except ValueError:
+                raise ApplyError(
+                    f"write_files: content of {item['path']} is not valid base64"
+                ) from None
+
+
+def apply_locale(cfg: dict[str, Any], t: Target) -> list[str]:
+    loc: str = cfg["maculaos.locale"]
+    a = write_file(t.path("/etc/locale.conf"), f"LANG={loc}\n")
+    b = write_file(t.path("/etc/default/locale"), f"LANG={loc}\n")
+    return [f"locale: {loc}"] if a or b else []
+
+
+def _restart(t: Target, unit: str) -> None:
+    if t.live:
+        t.run("systemctl", "try-restart", unit)
+
+
+class ApplyError(RuntimeError):
+    """An applicator could not do its job; the message names the key."""
+
+
+Applicator = Callable[[dict[str, Any], Target], list[str]]
+Check = Callable[[dict[str, Any], Target], None]
+
+# Checks that need the system (time zone database, built locales, users) run for the whole
+# config before any applicator: a config that fails one is invalid as a whole.
+CHECKS: tuple[Check, ...] = (check_timezone, check_locale, check_write_files)
+
+APPLICATORS: tuple[tuple[str, Applicator], ...] = (
+    ("hostname", apply_hostname),
+    ("dns", apply_dns),
+    ("labels", apply_labels),
+    ("modules", apply_modules),
+    ("sysctl", apply_sysctl),
+    ("ssh_keys", apply_ssh_keys),
+    ("write_files", apply_write_files),
+    ("keyboard", apply_keyboard),
+    ("timezone", apply_timezone),
+    ("locale", apply_locale),
+)

@@ -1,0 +1,158 @@
+"""`maculaos config validate|show|apply|status`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from maculaos.config import engine, layers
+from maculaos.config.applicators import Target
+from maculaos.config.schema import BY_PATH, KEYS
+from maculaos.config.validate import parse, validate
+
+USERINFO = re.compile(r"(\w+://)[^/@\s]+@")
+
+
+def redact(path: str, value: Any) -> Any:
+    if BY_PATH[path].secret:
+        return "<redacted>"
+    if isinstance(value, str):
+        return USERINFO.sub(r"\1<redacted>@", value)
+    if isinstance(value, list):
+        return [USERINFO.sub(r"\1<redacted>@", v) if isinstance(v, str) else v for v in value]
+    return value
+
+
+def nest(values: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for path, value in values.items():
+        node = out
+        *parents, leaf = path.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return out
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    source = args.file
+    if source == "-":
+        text, name = sys.stdin.read(), "<stdin>"
+    else:
+        path = Path(source)
+        try:
+            text, name = path.read_text(), str(path)
+        except OSError as e:
+            print(f"{source}: cannot read: {e.strerror}", file=sys.stderr)
+            return 1
+    doc, errors = parse(text, name)
+    if not errors:
+        errors = [f"{name}: {e}" for e in validate(doc)[1]]
+    for problem in errors:
+        print(problem, file=sys.stderr)
+    if not errors:
+        print(f"{name}: valid")
+    return 1 if errors else 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    eff = layers.load(Path(args.config))
+    shown = {p: redact(p, v) for p, v in eff.values.items()}
+    if args.json:
+        print(
+            json.dumps(
+                {"config": nest(shown), "sources": eff.sources, "errors": eff.errors},
+                indent=2,
+                sort_keys=True,
+            )
+        )
+    else:
+        print(yaml.safe_dump(nest(shown), sort_keys=True, default_flow_style=False), end="")
+        for problem in eff.errors:
+            print(f"# error: {problem}", file=sys.stderr)
+    return 0
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    paths = engine.Paths(node_config=Path(args.config))
+    result = engine.apply(paths, Target())
+    if args.json:
+        print(json.dumps(dataclasses_dict(result), indent=2))
+    else:
+        for c in result.changes:
+            print(f"changed: {c}")
+        if not result.changes:
+            print("no change")
+        for e in result.errors:
+            print(f"error: {e}", file=sys.stderr)
+    # at boot an invalid file must not fail the unit: the node runs on the last good config
+    return 0 if args.boot or not result.errors else 1
+
+
+def dataclasses_dict(result: engine.Result) -> dict[str, Any]:
+    return {
+        "changed": bool(result.changes),
+        "changes": result.changes,
+        "errors": result.errors,
+        "used": result.used,
+    }
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    status = engine.read_status(engine.Paths(node_config=Path(args.config)))
+    if args.json:
+        print(json.dumps(status, indent=2, sort_keys=True))
+        return 0
+    print(f"config:        {args.config}")
+    print(f"in effect:     {status.get('used', 'never applied')}")
+    print(f"last applied:  {status.get('last_applied', 'never')}")
+    good = status.get("last_good")
+    print(f"last good:     {good['at'] + ' sha256 ' + good['sha256'][:12] if good else 'none'}")
+    err = status.get("last_error")
+    current = status.get("errors") or []
+    if current:
+        print("current errors:")
+        for e in current:
+            print(f"  - {e}")
+    elif err:
+        print(f"last error:    {err['at']} (since resolved)")
+    return 1 if current else 0
+
+
+def help_text() -> str:
+    return "keys:\n" + "\n".join(f"  {k.path} ({k.type}) {k.description}" for k in KEYS)
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "config",
+        help="validate, show and apply /var/lib/maculaos/config.yaml",
+        epilog=help_text(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--config", default=str(layers.NODE_CONFIG), help=argparse.SUPPRESS)
+    csub = p.add_subparsers(dest="config_command", required=True)
+    v = csub.add_parser("validate", help="check a config file (exit 0 valid, 1 invalid)")
+    v.add_argument(
+        "file",
+        nargs="?",
+        default=str(layers.NODE_CONFIG),
+        help="file to check ('-' for stdin; default: the node's config)",
+    )
+    v.set_defaults(func=cmd_validate)
+    s = csub.add_parser("show", help="the effective merged config (secrets redacted)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_show)
+    a = csub.add_parser("apply", help="apply the config now (idempotent; prints what changed)")
+    a.add_argument("--json", action="store_true")
+    a.add_argument("--boot", action="store_true", help="boot mode: never fail the unit")
+    a.set_defaults(func=cmd_apply)
+    st = csub.add_parser("status", help="last applied, last good, last error")
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(func=cmd_status)

@@ -1,0 +1,125 @@
+"""`maculaos config apply`: validate everything first, then run every applicator; remember the
+last good config and the last error where `status`, the journal and the login banner show it."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import hashlib
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from maculaos.config import layers
+from maculaos.config.applicators import APPLICATORS, CHECKS, ApplyError, Target, write_file
+
+STATE = Path("/var/lib/maculaos/state")
+BANNERS = (Path("/run/motd.d/50-maculaos-config"), Path("/run/issue.d/50-maculaos-config.issue"))
+
+
+@dataclasses.dataclass
+class Paths:
+    node_config: Path = layers.NODE_CONFIG
+    image_defaults: Path = layers.IMAGE_DEFAULTS
+    cmdline: Path | None = layers.CMDLINE
+    state: Path = STATE
+    banners: tuple[Path, ...] = BANNERS
+
+    @property
+    def last_good(self) -> Path:
+        return self.state / "config.last-good.yaml"
+
+    @property
+    def status_file(self) -> Path:
+        return self.state / "config-status.json"
+
+
+@dataclasses.dataclass
+class Result:
+    changes: list[str]
+    errors: list[str]
+    used: str  # which node config took effect: the file, last-good, or defaults
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
+def read_status(p: Paths) -> dict[str, Any]:
+    try:
+        data = json.loads(p.status_file.read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _banner(p: Paths, errors: list[str]) -> None:
+    for path in p.banners:
+        if errors:
+            text = (
+                "\n*** MaculaOS: /var/lib/maculaos/config.yaml is invalid; running on the "
+                "last good config ***\n"
+                + "".join(f"  - {e}\n" for e in errors[:10])
+                + "  fix the file, then run: sudo maculaos config apply\n\n"
+            )
+            with contextlib.suppress(OSError):  # /run may be read-only in tests
+                write_file(path, text)
+        elif path.exists():
+            path.unlink()
+
+
+def apply(p: Paths, target: Target, run_commands: bool = True) -> Result:
+    def system_check(values: dict[str, Any]) -> list[str]:
+        problems = []
+        for check in CHECKS:
+            try:
+                check(values, target)
+            except ApplyError as e:
+                problems.append(str(e))
+        return problems
+
+    eff = layers.load(p.node_config, p.image_defaults, p.cmdline, p.last_good, system_check)
+    used = (
+        "last-good"
+        if "last-good" in eff.sources.values()
+        else (str(p.node_config) if p.node_config.exists() else "defaults")
+    )
+    changes: list[str] = []
+    errors = list(eff.errors)
+    for _name, fn in APPLICATORS:
+        try:
+            changes += fn(eff.values, target)
+        except ApplyError as e:
+            errors.append(str(e))
+        except OSError as e:
+            errors.append(f"{_name}: {e}")
+    if run_commands and changes and target.live:
+        for cmd in eff.values["run_cmd"]:
+            r = subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, check=False)
+            if r.returncode != 0:
+                errors.append(f"run_cmd: {cmd!r} exited {r.returncode}: {r.stderr.strip()[:200]}")
+            else:
+                changes.append(f"run_cmd: {cmd}")
+    status = read_status(p)
+    status.update({"last_run": _now(), "used": used, "last_changes": changes, "errors": errors})
+    if not eff.errors and p.node_config.exists():
+        p.state.mkdir(parents=True, exist_ok=True)
+        if not p.last_good.exists() or p.last_good.read_bytes() != p.node_config.read_bytes():
+            shutil.copyfile(p.node_config, p.last_good)
+            p.last_good.chmod(0o600)
+        status["last_good"] = {
+            "at": _now(),
+            "sha256": hashlib.sha256(p.node_config.read_bytes()).hexdigest(),
+        }
+    if errors:
+        status["last_error"] = {"at": _now(), "errors": errors}
+    else:
+        status["last_applied"] = _now()
+    if target.live or p.state.exists():
+        p.state.mkdir(parents=True, exist_ok=True)
+        write_file(p.status_file, json.dumps(status, indent=2) + "\n", 0o600)
+    _banner(p, eff.errors)
+    return Result(changes, errors, used)

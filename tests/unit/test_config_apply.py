@@ -1,0 +1,123 @@
+"""Applicators and the apply engine against a temporary root (no live changes)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from maculaos.config import engine
+from maculaos.config.applicators import Target
+from tests.unit.test_identity import iface
+
+CONFIG = """
+maculaos:
+  hostname: macula-${RANDOM_SUFFIX}
+  dns_nameservers: [9.9.9.9]
+  labels: {macula.io/role: edge, macula.io/arch: "${ARCH}"}
+  modules: [br_netfilter]
+  keyboard: de
+  timezone: Europe/Berlin
+  locale: de_DE.UTF-8
+sysctl: {net.ipv4.ip_forward: "1"}
+ssh_authorized_keys: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE1 test@maculaos"]
+write_files:
+  - {path: /etc/maculaos/hello.txt, content: "hello\\n", permissions: "0640"}
+"""
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    r = tmp_path / "root"
+    (r / "usr/share/zoneinfo/Europe").mkdir(parents=True)
+    (r / "usr/share/zoneinfo/Europe/Berlin").write_bytes(b"TZif")
+    (r / "etc").mkdir()
+    (r / "etc/locale.gen").write_text("en_US.UTF-8 UTF-8\nde_DE.UTF-8 UTF-8\n")
+    (r / "var/lib/maculaos").mkdir(parents=True)
+    iface(tmp_path / "net", "eth0", "52:54:00:ab:cd:ef", 2)
+    return r
+
+
+def paths(root: Path) -> engine.Paths:
+    return engine.Paths(
+        node_config=root / "var/lib/maculaos/config.yaml",
+        image_defaults=root / "usr/lib/maculaos/config.yaml",
+        cmdline=None,
+        state=root / "var/lib/maculaos/state",
+        banners=(root / "run/motd.d/50-maculaos-config",),
+    )
+
+
+def target(root: Path) -> Target:
+    return Target(root=root, live=False, sysfs_net=root.parent / "net")
+
+
+def test_apply_writes_everything_then_is_idempotent(root: Path) -> None:
+    p = paths(root)
+    p.node_config.write_text(CONFIG)
+    first = engine.apply(p, target(root))
+    assert first.errors == []
+    assert (root / "etc/hostname").read_text() == "macula-cdef\n"
+    assert os.readlink(root / "etc/localtime") == "../usr/share/zoneinfo/Europe/Berlin"
+    assert "LANG=de_DE.UTF-8" in (root / "etc/locale.conf").read_text()
+    assert "KEYMAP=de" in (root / "etc/vconsole.conf").read_text()
+    assert 'XKBLAYOUT="de"' in (root / "etc/default/keyboard").read_text()
+    assert "DNS=9.9.9.9" in (root / "etc/systemd/resolved.conf.d/50-maculaos.conf").read_text()
+    labels = (root / "etc/rancher/k3s/config.yaml.d/50-maculaos-labels.yaml").read_text()
+    assert '"macula.io/arch=amd64"' in labels
+    assert "br_netfilter" in (root / "etc/modules-load.d/50-maculaos-config.conf").read_text()
+    assert "net.ipv4.ip_forward = 1" in (root / "etc/sysctl.d/90-maculaos.conf").read_text()
+    assert "test@maculaos" in (root / "etc/ssh/authorized_keys.d/macula").read_text()
+    hello = root / "etc/maculaos/hello.txt"
+    assert hello.read_text() == "hello\n" and (hello.stat().st_mode & 0o777) == 0o640
+    assert len(first.changes) == 10
+    second = engine.apply(p, target(root))
+    assert second.changes == [] and second.errors == []
+    status = json.loads(p.status_file.read_text())
+    assert status["errors"] == [] and "last_applied" in status
+    assert p.last_good.read_text() == CONFIG
+
+
+def test_invalid_config_keeps_the_last_good_one(root: Path) -> None:
+    p = paths(root)
+    p.node_config.write_text(CONFIG)
+    engine.apply(p, target(root))
+    p.node_config.write_text(CONFIG.replace("Europe/Berlin", "Mars/Base"))
+    result = engine.apply(p, target(root))
+    assert result.used == "last-good"
+    assert result.changes == []  # nothing half-applied: the good config is still in force
+    assert os.readlink(root / "etc/localtime") == "../usr/share/zoneinfo/Europe/Berlin"
+    assert any(
+        "maculaos.timezone: Mars/Base is not in the time zone database" in e for e in result.errors
+    )
+    banner = (root / "run/motd.d/50-maculaos-config").read_text()
+    assert "maculaos.timezone" in banner
+    status = json.loads(p.status_file.read_text())
+    assert "maculaos.timezone" in status["last_error"]["errors"][0]
+    # fixed again: banner gone, error cleared
+    p.node_config.write_text(CONFIG)
+    assert engine.apply(p, target(root)).errors == []
+    assert not (root / "run/motd.d/50-maculaos-config").exists()
+
+
+def test_unknown_locale_is_an_error_naming_the_key(root: Path) -> None:
+    p = paths(root)
+    p.node_config.write_text("maculaos: {locale: fr_FR.UTF-8}\n")
+    result = engine.apply(p, target(root))
+    assert any(
+        "maculaos.locale: fr_FR.UTF-8 is not built into this image" in e for e in result.errors
+    )
+    # nothing applied from the failing file (no last good: defaults are in force)
+    assert (root / "etc/locale.conf").read_text() == "LANG=C.UTF-8\n"
+
+
+def test_schema_error_falls_back_too(root: Path) -> None:
+    p = paths(root)
+    p.node_config.write_text(CONFIG)
+    engine.apply(p, target(root))
+    p.node_config.write_text(CONFIG + "maculaos_typo: 1\n")
+    result = engine.apply(p, target(root))
+    assert result.used == "last-good" and result.changes == []
+    assert any("maculaos_typo is not a known key" in e for e in result.errors)
