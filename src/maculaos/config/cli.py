@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from maculaos.config import engine, layers
+from maculaos.config import engine, layers, seed
 from maculaos.config.applicators import Target
 from maculaos.config.schema import BY_PATH, KEYS
 from maculaos.config.validate import parse, validate
@@ -81,7 +81,11 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_apply(args: argparse.Namespace) -> int:
     paths = engine.Paths(node_config=Path(args.config))
-    result = engine.apply(paths, Target())
+    if args.boot:
+        note = seed.seed(paths.node_config)
+        if note:
+            print(note)
+    result = engine.apply(paths, Target(), boot=args.boot)
     if args.json:
         print(json.dumps(dataclasses_dict(result), indent=2))
     else:

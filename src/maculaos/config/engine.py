@@ -71,7 +71,10 @@ def _banner(p: Paths, errors: list[str]) -> None:
             path.unlink()
 
 
-def apply(p: Paths, target: Target, run_commands: bool = True) -> Result:
+def apply(p: Paths, target: Target, boot: bool = False) -> Result:
+    """Apply the effective config; run_cmd runs at boot and after an apply that changed
+    something."""
+
     def system_check(values: dict[str, Any]) -> list[str]:
         problems = []
         for check in CHECKS:
@@ -96,7 +99,7 @@ def apply(p: Paths, target: Target, run_commands: bool = True) -> Result:
             errors.append(str(e))
         except OSError as e:
             errors.append(f"{_name}: {e}")
-    if run_commands and changes and target.live:
+    if (boot or changes) and target.live:
         for cmd in eff.values["run_cmd"]:
             r = subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, check=False)
             if r.returncode != 0:
