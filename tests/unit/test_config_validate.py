@@ -3,6 +3,7 @@ random and malformed YAML never raises."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from maculaos.config import schema
+from maculaos.config.docs import render
 from maculaos.config.validate import defaults, parse, validate
 
 PLAN_EXAMPLE = """
@@ -170,3 +172,8 @@ def test_random_text_never_raises(text: str) -> None:
         assert "invalid YAML" in errors[0]
     else:
         validate(doc)
+
+
+def test_reference_doc_is_generated_from_the_schema() -> None:
+    doc = Path(__file__).resolve().parents[2] / "docs" / "config-reference.md"
+    assert doc.read_text() == render(), "run: python -m maculaos.config.docs > " + str(doc)
