@@ -18,7 +18,9 @@ def args(path: Path, config: dict[str, object]) -> dict[str, object]:
     return {"config": config, "path": str(path), "apply": False, "executable": EXE}
 
 
-GOOD: dict[str, object] = {"maculaos": {"timezone": "Europe/Berlin", "labels": {"macula.io/site": "lab"}}}
+GOOD: dict[str, object] = {
+    "maculaos": {"timezone": "Europe/Berlin", "labels": {"macula.io/site": "lab"}}
+}
 
 
 def test_writes_then_no_change(tmp_path: Path) -> None:

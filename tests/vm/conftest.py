@@ -8,6 +8,7 @@ baked in for the ``macula`` user (``cache/build-ssh``; ``MACULAOS_SSH_KEY`` to o
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,10 +40,57 @@ def image() -> Path:
     return built_image()
 
 
+SECOND_KEY = CACHE / "test-ssh" / "id_ed25519"
+
+
+def second_key() -> Path:
+    """A key that only reaches the node through the seed config (ssh_authorized_keys)."""
+    if not SECOND_KEY.exists():
+        SECOND_KEY.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [
+                "ssh-keygen",
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                "seed-key",
+                "-f",
+                str(SECOND_KEY),
+            ],
+            check=True,
+        )
+    return SECOND_KEY
+
+
+SEED = """\
+maculaos:
+  timezone: Europe/Berlin
+  keyboard: de
+  locale: de_DE.UTF-8
+  labels:
+    macula.io/role: edge
+    macula.io/site: vm-lab
+ssh_authorized_keys:
+  - {key}
+write_files:
+  - path: /etc/maculaos/seeded.txt
+    content: "seeded by the MACULAOS_CONFIG volume\\n"
+    permissions: "0640"
+"""
+
+
 @pytest.fixture(scope="session")
-def nodes(image: Path) -> Iterator[tuple[vmlib.VM, vmlib.VM]]:
-    """Two nodes booted from the same image at the same time."""
-    a = vmlib.VM(image=image, key=ssh_key())
+def nodes(
+    image: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[vmlib.VM, vmlib.VM]]:
+    """Two nodes booted from the same image at the same time; the first with a seed volume
+    (MACULAOS_CONFIG) carrying its config, the second with none."""
+    pub = second_key().with_suffix(".pub").read_text().strip()
+    seed = vmlib.seed_volume(SEED.format(key=pub), tmp_path_factory.mktemp("seed") / "seed.img")
+    a = vmlib.VM(image=image, key=ssh_key(), extra_drives=[seed])
     b = vmlib.VM(image=image, key=ssh_key())
     with vmlib.running(a), vmlib.running(b):
         a.wait_ssh()

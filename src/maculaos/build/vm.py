@@ -54,6 +54,7 @@ class VM:
     mac: str = field(
         default_factory=lambda: "52:54:00:" + ":".join(secrets.token_hex(1) for _ in range(3))
     )
+    extra_drives: list[Path] = field(default_factory=list)
     process: subprocess.Popen[bytes] | None = None
     booted_at: float = 0.0
 
@@ -189,3 +190,14 @@ def running(vm: VM) -> Iterator[VM]:
     finally:
         vm.stop()
         shutil.rmtree(vm.workdir, ignore_errors=True)
+
+
+def seed_volume(config_text: str, out: Path, label: str = "MACULAOS_CONFIG") -> Path:
+    """A small FAT image labelled ``label`` holding config.yaml (a USB stick stand-in)."""
+    with out.open("wb") as f:
+        f.truncate(4 * 1024 * 1024)
+    subprocess.run(["mkfs.vfat", "-n", label, str(out)], check=True, capture_output=True)
+    src = out.with_suffix(".yaml")
+    src.write_text(config_text)
+    subprocess.run(["mcopy", "-i", str(out), str(src), "::/config.yaml"], check=True)
+    return out

@@ -1,0 +1,86 @@
+"""Node configuration on a booted node: seed volume at first boot, `maculaos config apply`
+without reboot, an invalid config.yaml across a reboot."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from maculaos.build import vm as vmlib
+from tests.vm.conftest import second_key
+from tests.vm.test_node import host
+
+pytestmark = pytest.mark.vm
+
+
+def test_seed_volume_configured_the_first_boot(node: vmlib.VM) -> None:
+    h = host(node)
+    assert h.check_output("readlink /etc/localtime").endswith("zoneinfo/Europe/Berlin")
+    assert "Europe/Berlin" in h.check_output("timedatectl show -p Timezone --value")
+    assert 'XKBLAYOUT="de"' in h.file("/etc/default/keyboard").content_string
+    assert "LANG=de_DE.UTF-8" in h.file("/etc/locale.conf").content_string
+    assert "de_DE.utf8" in h.check_output("locale -a")
+    labels = h.file("/etc/rancher/k3s/config.yaml.d/50-maculaos-labels.yaml").content_string
+    assert '"macula.io/site=vm-lab"' in labels
+    seeded = h.file("/etc/maculaos/seeded.txt")
+    assert seeded.content_string == "seeded by the MACULAOS_CONFIG volume\n"
+    assert seeded.mode == 0o640
+    assert h.file("/var/lib/maculaos/config.yaml").mode == 0o600
+    # the key from the seed config logs in
+    r = subprocess.run(
+        [
+            "ssh",
+            *vmlib.SSH_OPTS,
+            "-i",
+            str(second_key()),
+            "-p",
+            str(node.port),
+            "macula@127.0.0.1",
+            "echo",
+            "seed-key-ok",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert r.stdout.strip() == "seed-key-ok", r.stderr
+
+
+def test_apply_without_reboot_then_no_change(node: vmlib.VM) -> None:
+    h = host(node)
+    h.check_output("sudo sed -i 's|Europe/Berlin|Asia/Tokyo|' /var/lib/maculaos/config.yaml")
+    out = h.check_output("sudo maculaos config apply")
+    assert "changed: timezone: Asia/Tokyo" in out
+    assert "Asia/Tokyo" in h.check_output("timedatectl show -p Timezone --value")
+    assert h.check_output("sudo maculaos config apply") == "no change"
+    status = json.loads(h.check_output("sudo maculaos config status --json"))
+    assert status["errors"] == []
+
+
+def test_invalid_config_boots_on_last_good(node: vmlib.VM) -> None:
+    node.ssh(
+        "sudo",
+        "sh",
+        "-c",
+        "'printf \"maculaos:\\n  upgrade: {channel: edge}\\n  "
+        "timezone: Europe/Paris\\n\" > /var/lib/maculaos/config.yaml'",
+    )
+    node.reboot()
+    h = host(node)
+    # still on the last good config
+    assert "Asia/Tokyo" in h.check_output("timedatectl show -p Timezone --value")
+    status = h.run("sudo maculaos config status")
+    assert status.rc == 1
+    assert "maculaos.upgrade.channel: 'edge' is not allowed" in status.stdout
+    assert "maculaos.upgrade.channel" in h.file("/run/motd.d/50-maculaos-config").content_string
+    assert (
+        "maculaos.upgrade.channel" in h.file("/run/issue.d/50-maculaos-config.issue").content_string
+    )
+    journal = h.check_output("sudo journalctl -b -u maculaos-config --no-pager")
+    assert "maculaos.upgrade.channel" in journal
+    assert h.check_output("systemctl is-active maculaos-config") == "active"
+    failed = h.check_output("systemctl list-units --failed --plain --no-legend")
+    assert failed == "", failed
