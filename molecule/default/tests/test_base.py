@@ -22,8 +22,15 @@ def test_tools_present(host: Any) -> None:
 
 def test_networkd_and_identity_units(host: Any) -> None:
     assert host.service("systemd-networkd").is_enabled
-    assert host.service("maculaos-hostname").is_enabled
+    assert host.service("maculaos-config").is_enabled
     assert host.service("maculaos-ssh-hostkeys").is_enabled
     name = host.check_output("maculaos hostname")
     assert name.startswith("macula-") and len(name) == len("macula-0000")
     assert 'NAME="MaculaOS"' in host.file("/usr/lib/os-release").content_string
+
+
+def test_config_cli_validates(host: Any) -> None:
+    ok = host.run("echo 'maculaos: {timezone: UTC}' | maculaos config validate -")
+    assert ok.rc == 0
+    bad = host.run("echo 'maculaos: {timezone: 42}' | maculaos config validate -")
+    assert bad.rc == 1 and "maculaos.timezone" in bad.stderr
