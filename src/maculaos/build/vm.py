@@ -193,11 +193,12 @@ def running(vm: VM) -> Iterator[VM]:
 
 
 def seed_volume(config_text: str, out: Path, label: str = "MACULAOS_CONFIG") -> Path:
-    """A small FAT image labelled ``label`` holding config.yaml (a USB stick stand-in)."""
-    with out.open("wb") as f:
-        f.truncate(4 * 1024 * 1024)
-    subprocess.run(["mkfs.vfat", "-n", label, str(out)], check=True, capture_output=True)
-    src = out.with_suffix(".yaml")
-    src.write_text(config_text)
-    subprocess.run(["mcopy", "-i", str(out), str(src), "::/config.yaml"], check=True)
+    """An ISO 9660 volume labelled ``label`` holding config.yaml, as a provisioning tool or a
+    cloud-init NoCloud seed would make it (FAT labels stop at 11 characters, too short for
+    MACULAOS_CONFIG; a FAT stick is labelled cidata instead)."""
+    src = out.parent / "seed-tree"
+    src.mkdir(parents=True, exist_ok=True)
+    (src / "config.yaml").write_text(config_text)
+    subprocess.run(["xorriso", "-as", "mkisofs", "-quiet", "-V", label, "-J", "-r", "-o",
+                    str(out), str(src)], check=True, capture_output=True)
     return out
