@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 from maculaos import identity
-from maculaos.config import cli as config_cli
 from maculaos.log import MaculaError
 
 
@@ -44,11 +43,20 @@ def parser() -> argparse.ArgumentParser:
     )
     h.add_argument("--sysfs", default="/sys/class/net", help=argparse.SUPPRESS)
     h.set_defaults(func=_hostname)
+    from maculaos.config import cli as config_cli  # noqa: PLC0415 (YAML: not at boot)
+
     config_cli.add_parser(sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    words = sys.argv[1:] if argv is None else argv
+    if words == ["config", "apply", "--boot"]:
+        # at boot, before the full CLI (and YAML) is even imported
+        from maculaos.config import fastpath, paths  # noqa: PLC0415
+
+        if fastpath.try_boot(paths.NODE_CONFIG, paths.IMAGE_DEFAULTS, paths.CMDLINE, paths.STATUS):
+            return 0
     args = parser().parse_args(argv)
     try:
         return int(args.func(args))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from maculaos.config import engine
+from maculaos.config import engine, fastpath
 from maculaos.config.applicators import Target
 from tests.unit.test_identity import iface
 
@@ -121,3 +121,19 @@ def test_schema_error_falls_back_too(root: Path) -> None:
     result = engine.apply(p, target(root))
     assert result.used == "last-good" and result.changes == []
     assert any("maculaos_typo is not a known key" in e for e in result.errors)
+
+
+def test_boot_fast_path_skips_an_unchanged_config(root: Path, tmp_path: Path) -> None:
+    p = paths(root)
+    p.node_config.write_text(CONFIG)
+    engine.apply(p, target(root))
+    net = root.parent / "net"
+
+    def fast(sysfs: Path = net) -> bool:
+        return fastpath.try_boot(p.node_config, p.image_defaults, None, p.status_file, sysfs)
+
+    assert fast() is True  # unchanged inputs: nothing to do at boot
+    iface(tmp_path / "other", "eth0", "52:54:00:00:00:01", 2)
+    assert fast(tmp_path / "other") is False  # the disk moved to another machine
+    p.node_config.write_text(CONFIG + "run_cmd: [true]\n")
+    assert fast() is False  # a changed file is a full apply

@@ -109,6 +109,11 @@ class VM:
             "-serial",
             f"file:{self.serial_log}",
             "-no-user-config",
+            *[
+                arg
+                for drive in self.extra_drives
+                for arg in ("-drive", f"if=virtio,format=raw,readonly=on,file={drive}")
+            ],
         ]
 
     def start(self) -> None:
@@ -199,6 +204,9 @@ def seed_volume(config_text: str, out: Path, label: str = "MACULAOS_CONFIG") -> 
     src = out.parent / "seed-tree"
     src.mkdir(parents=True, exist_ok=True)
     (src / "config.yaml").write_text(config_text)
-    subprocess.run(["xorriso", "-as", "mkisofs", "-quiet", "-V", label, "-J", "-r", "-o",
-                    str(out), str(src)], check=True, capture_output=True)
+    subprocess.run(
+        ["xorriso", "-as", "mkisofs", "-quiet", "-V", label, "-J", "-r", "-o", str(out), str(src)],
+        check=True,
+        capture_output=True,
+    )
     return out

@@ -179,6 +179,15 @@ def apply_keyboard(cfg: dict[str, Any], t: Target) -> list[str]:
     return [f"keyboard: {layout}"] if a or b else []
 
 
+def check_keyboard(cfg: dict[str, Any], t: Target) -> None:
+    layout: str = cfg["maculaos.keyboard"]
+    keymaps = t.path("/usr/share/keymaps")
+    if keymaps.is_dir() and not any(keymaps.rglob(f"{layout}.kmap.gz")):
+        raise ApplyError(
+            f"maculaos.keyboard: no console keymap {layout!r} in this image (/usr/share/keymaps)"
+        )
+
+
 def check_timezone(cfg: dict[str, Any], t: Target) -> None:
     tz: str = cfg["maculaos.timezone"]
     if not t.path(f"/usr/share/zoneinfo/{tz}").is_file():
@@ -259,7 +268,7 @@ Check = Callable[[dict[str, Any], Target], None]
 
 # Checks that need the system (time zone database, built locales, users) run for the whole
 # config before any applicator: a config that fails one is invalid as a whole.
-CHECKS: tuple[Check, ...] = (check_timezone, check_locale, check_write_files)
+CHECKS: tuple[Check, ...] = (check_keyboard, check_timezone, check_locale, check_write_files)
 
 APPLICATORS: tuple[tuple[str, Applicator], ...] = (
     ("hostname", apply_hostname),

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from maculaos.config import engine, layers, seed
+from maculaos.config import engine, layers, paths, seed
 from maculaos.config.applicators import Target
 from maculaos.config.schema import BY_PATH, KEYS
 from maculaos.config.validate import parse, validate
@@ -140,13 +140,13 @@ def add_parser(sub: Any) -> None:
         epilog=help_text(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--config", default=str(layers.NODE_CONFIG), help=argparse.SUPPRESS)
+    p.add_argument("--config", default=str(paths.NODE_CONFIG), help=argparse.SUPPRESS)
     csub = p.add_subparsers(dest="config_command", required=True)
     v = csub.add_parser("validate", help="check a config file (exit 0 valid, 1 invalid)")
     v.add_argument(
         "file",
         nargs="?",
-        default=str(layers.NODE_CONFIG),
+        default=str(paths.NODE_CONFIG),
         help="file to check ('-' for stdin; default: the node's config)",
     )
     v.set_defaults(func=cmd_validate)

@@ -13,19 +13,19 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from maculaos.config import layers
+from maculaos.config import layers, paths
 from maculaos.config.applicators import APPLICATORS, CHECKS, ApplyError, Target, write_file
+from maculaos.config.fastpath import VOLATILE, fingerprint
 
-STATE = Path("/var/lib/maculaos/state")
 BANNERS = (Path("/run/motd.d/50-maculaos-config"), Path("/run/issue.d/50-maculaos-config.issue"))
 
 
 @dataclasses.dataclass
 class Paths:
-    node_config: Path = layers.NODE_CONFIG
-    image_defaults: Path = layers.IMAGE_DEFAULTS
-    cmdline: Path | None = layers.CMDLINE
-    state: Path = STATE
+    node_config: Path = paths.NODE_CONFIG
+    image_defaults: Path = paths.IMAGE_DEFAULTS
+    cmdline: Path | None = paths.CMDLINE
+    state: Path = paths.STATE
     banners: tuple[Path, ...] = BANNERS
 
     @property
@@ -107,7 +107,21 @@ def apply(p: Paths, target: Target, boot: bool = False) -> Result:
             else:
                 changes.append(f"run_cmd: {cmd}")
     status = read_status(p)
-    status.update({"last_run": _now(), "used": used, "last_changes": changes, "errors": errors})
+    status.update(
+        {
+            "last_run": _now(),
+            "used": used,
+            "last_changes": changes,
+            "errors": errors,
+            "run_cmd": eff.values["run_cmd"],
+            "volatile_writes": any(
+                str(w.get("path", "")).startswith(VOLATILE) for w in eff.values["write_files"]
+            ),
+            "fingerprint": fingerprint(
+                p.node_config, p.image_defaults, p.cmdline, target.sysfs_net
+            ),
+        }
+    )
     if not eff.errors and p.node_config.exists():
         p.state.mkdir(parents=True, exist_ok=True)
         if not p.last_good.exists() or p.last_good.read_bytes() != p.node_config.read_bytes():

@@ -12,12 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from maculaos.config.paths import CMDLINE, IMAGE_DEFAULTS, LAST_GOOD, NODE_CONFIG
 from maculaos.config.schema import BY_PATH
 from maculaos.config.validate import check_value, defaults, parse, validate
-
-IMAGE_DEFAULTS = Path("/usr/lib/maculaos/config.yaml")
-NODE_CONFIG = Path("/var/lib/maculaos/config.yaml")
-CMDLINE = Path("/proc/cmdline")
 
 
 @dataclasses.dataclass
@@ -74,9 +71,6 @@ def cmdline_overrides(text: str) -> tuple[dict[str, Any], list[str]]:
         else:
             values[path] = value
     return values, errors
-
-
-LAST_GOOD = Path("/var/lib/maculaos/state/config.last-good.yaml")
 
 
 Checker = Callable[[dict[str, Any]], list[str]]
