@@ -9,6 +9,7 @@ network; the downloaded .deb files are kept in ``cache/apt/<arch>`` for the next
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -134,7 +135,16 @@ def _customize_script(pubkey: str) -> str:
 
 
 def ensure(arch: Architecture) -> BaseDisk:
-    """Return the cached base disk for ``arch``, building it when its inputs changed."""
+    """Return the cached base disk for ``arch``, building it when its inputs changed. Builds
+    that share a cache wait for each other instead of building the same disk twice."""
+    lock_path = CACHE / "base" / f".{arch.value}.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _ensure_locked(arch)
+
+
+def _ensure_locked(arch: Architecture) -> BaseDisk:
     for tool in ("mmdebstrap", "mkfs.ext4", "qemu-img"):
         if not shutil.which(tool):
             die(f"{tool} not found", hint="run scripts/setup-host.sh")
@@ -170,7 +180,12 @@ def ensure(arch: Architecture) -> BaseDisk:
             str(rootfs),
             *_mirror_args(),
         ]
-        subprocess.run(cmd, check=True)
+        if subprocess.run(cmd, check=False).returncode != 0:
+            die(
+                "mmdebstrap failed (see its output above)",
+                hint="check that the Debian mirror is reachable; set MACULAOS_DEBIAN_MIRROR to "
+                "use another one",
+            )
     initrds = sorted((rootfs / "boot").glob("initrd.img-*"))
     if not initrds:
         die("mmdebstrap produced no initrd", hint="is initramfs-tools in kernel_packages?")
