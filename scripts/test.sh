@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# README command 2: every test. Fast tier (lint + unit) first, then the VM tier, which boots
+# README command 2: every test. Fast tier (lint, unit, Molecule) first, then the VM tier, which boots
 # the image README command 1 built (output/); it builds one first when there is none.
 #   --fast   only the fast tier
 set -euo pipefail
@@ -9,6 +9,8 @@ export PATH="$PWD/.venv/bin:$PATH"
 ./scripts/lint.sh
 echo "==> unit tests"
 pytest -q -m "not vm" tests/unit
+echo "==> molecule (base role on the trixie base disk under QEMU)"
+molecule test
 [ "${1:-}" = "--fast" ] && exit 0
 if ! ls output/*-amd64/macula-os-*-amd64.qcow2 >/dev/null 2>&1 && [ -z "${MACULAOS_IMAGE:-}" ]; then
   echo "==> no image in output/: building one (README command 1)"
