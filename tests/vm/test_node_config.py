@@ -24,10 +24,12 @@ def test_seed_volume_configured_the_first_boot(node: vmlib.VM) -> None:
     assert "de_DE.utf8" in h.check_output("locale -a")
     labels = h.file("/etc/rancher/k3s/config.yaml.d/50-maculaos-labels.yaml").content_string
     assert '"macula.io/site=vm-lab"' in labels
-    seeded = h.file("/etc/maculaos/seeded.txt")
-    assert seeded.content_string == "seeded by the MACULAOS_CONFIG volume\n"
-    assert seeded.mode == 0o640
-    assert h.file("/var/lib/maculaos/config.yaml").mode == 0o600
+    with h.sudo():
+        seeded = h.file("/etc/maculaos/seeded.txt")
+        assert seeded.content_string == "seeded by the MACULAOS_CONFIG volume\n"
+        assert seeded.mode == 0o640
+    with h.sudo():
+        assert h.file("/var/lib/maculaos/config.yaml").mode == 0o600
     # the key from the seed config logs in
     r = subprocess.run(
         [

@@ -200,7 +200,10 @@ def apply_timezone(cfg: dict[str, Any], t: Target) -> list[str]:
     tz: str = cfg["maculaos.timezone"]
     a = _symlink(t.path("/etc/localtime"), f"../usr/share/zoneinfo/{tz}")
     b = write_file(t.path("/etc/timezone"), tz + "\n")
-    return [f"timezone: {tz}"] if a or b else []
+    if a or b:
+        _restart(t, "systemd-timedated")  # it caches the zone it read at start
+        return [f"timezone: {tz}"]
+    return []
 
 
 def available_locales(t: Target) -> set[str]:
@@ -251,7 +254,10 @@ def apply_locale(cfg: dict[str, Any], t: Target) -> list[str]:
     loc: str = cfg["maculaos.locale"]
     a = write_file(t.path("/etc/locale.conf"), f"LANG={loc}\n")
     b = write_file(t.path("/etc/default/locale"), f"LANG={loc}\n")
-    return [f"locale: {loc}"] if a or b else []
+    if a or b:
+        _restart(t, "systemd-localed")
+        return [f"locale: {loc}"]
+    return []
 
 
 def _restart(t: Target, unit: str) -> None:
