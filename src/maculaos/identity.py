@@ -42,7 +42,7 @@ def hostname_for(mac: str, prefix: str = "macula") -> str:
     digits = mac.replace(":", "").lower()
     if len(digits) != 12 or any(c not in "0123456789abcdef" for c in digits):
         die(f"not a MAC address: {mac!r}")
-    return f"{prefix}-{digits[-4:]}"
+    return expand_hostname(prefix + "-${RANDOM_SUFFIX}", mac)
 
 
 def expand_hostname(template: str, mac: str | None) -> str:

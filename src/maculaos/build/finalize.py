@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import subprocess
 from pathlib import Path
 
 from maculaos.arch import Architecture
+from maculaos.disk import file_digest
 from maculaos.log import die, step
 
 
 def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
+    return file_digest(str(path))
 
 
 def artifact_name(version: str, arch: Architecture, ext: str) -> str:
