@@ -85,20 +85,16 @@ def apply(p: Paths, target: Target, boot: bool = False) -> Result:
         return problems
 
     eff = layers.load(p.node_config, p.image_defaults, p.cmdline, p.last_good, system_check)
-    used = (
-        "last-good"
-        if "last-good" in eff.sources.values()
-        else (str(p.node_config) if p.node_config.exists() else "defaults")
-    )
+    used = eff.node if p.node_config.exists() else "defaults"
     changes: list[str] = []
     errors = list(eff.errors)
-    for _name, fn in APPLICATORS:
+    for name, fn in APPLICATORS:
         try:
             changes += fn(eff.values, target)
         except ApplyError as e:
             errors.append(str(e))
         except OSError as e:
-            errors.append(f"{_name}: {e}")
+            errors.append(f"{name}: {e}")
     if (boot or changes) and target.live:
         for cmd in eff.values["run_cmd"]:
             r = subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, check=False)

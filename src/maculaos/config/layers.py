@@ -22,6 +22,7 @@ class Effective:
     values: dict[str, Any]
     sources: dict[str, str]
     errors: list[str]  # from any layer; a layer with errors contributes nothing
+    node: str = ""  # the node layer in force: the file's path, "last-good" or "defaults"
 
 
 def _read_layer(path: Path) -> tuple[dict[str, Any], list[str]]:
@@ -92,8 +93,9 @@ def load(
     node_name = str(node_config)
     if node_errors and last_good is not None:
         good, good_errors = _read_layer(last_good)
-        if not good_errors:
-            node_values, node_name = good, "last-good"
+        node_values, node_name = (good, "last-good") if not good_errors else ({}, "defaults")
+    elif node_errors:
+        node_name = "defaults"
     layers: list[tuple[str, dict[str, Any], list[str]]] = [
         ("image", *_read_layer(image_defaults)),
         (node_name, node_values, node_errors),
@@ -130,4 +132,4 @@ def _merge(
         for path, value in layer.items():
             values[path] = value
             sources[path] = name
-    return Effective(values, sources, errors)
+    return Effective(values, sources, errors, layers[1][0] if len(layers) > 1 else "")

@@ -4,12 +4,14 @@ value and what is allowed. Never raises on bad input."""
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 import yaml
 
 from maculaos.config.schema import BY_PATH, KEYS, Key
 
+PLAIN_KEY = re.compile(r"[A-Za-z0-9_./${}-]+")
 PREFIXES = {p.rsplit(".", i)[0] for p in BY_PATH for i in range(1, p.count(".") + 1)}
 
 
@@ -100,7 +102,7 @@ def flatten(doc: Any, prefix: str = "") -> tuple[dict[str, Any], list[str]]:
         where = prefix or "the document"
         return {}, [f"{where} must be a mapping of keys, got {type(doc).__name__}"]
     for k, v in doc.items():
-        shown = k if isinstance(k, str) and k and k.strip() == k else repr(k)
+        shown = k if isinstance(k, str) and PLAIN_KEY.fullmatch(k) else repr(k)
         path = f"{prefix}.{shown}" if prefix else shown
         if not isinstance(k, str):
             errors.append(f"{path}: keys must be strings")
