@@ -9,7 +9,8 @@ echo "==> mypy"; mypy
 echo "==> ansible-lint"; ANSIBLE_CONFIG=ansible.cfg ansible-lint --profile production ansible/
 echo "==> packer fmt"; packer fmt -check -diff packer/
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-touch "$tmp/key" "$tmp/base.qcow2"
+touch "$tmp/base.qcow2"
+ssh-keygen -q -t ed25519 -N "" -f "$tmp/key"   # packer parses the key file
 for f in packer/*.pkrvars.hcl; do
   echo "==> packer validate $f"
   packer validate -var-file="$f" -var version=0.0.0 -var base_image="$tmp/base.qcow2" \
