@@ -137,3 +137,10 @@ def test_boot_fast_path_skips_an_unchanged_config(root: Path, tmp_path: Path) ->
     assert fast(tmp_path / "other") is False  # the disk moved to another machine
     p.node_config.write_text(CONFIG + "run_cmd: [true]\n")
     assert fast() is False  # a changed file is a full apply
+
+
+def test_keys_not_acted_on_yet_are_reported(root: Path) -> None:
+    p = paths(root)
+    p.node_config.write_text("maculaos: {mesh: {realm: io.example}, timezone: Europe/Berlin}\n")
+    result = engine.apply(p, target(root))
+    assert result.not_acted_on == ["maculaos.mesh.realm"]

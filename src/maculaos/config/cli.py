@@ -95,6 +95,11 @@ def cmd_apply(args: argparse.Namespace) -> int:
             print("no change")
         for e in result.errors:
             print(f"error: {e}", file=sys.stderr)
+        if result.not_acted_on:
+            print(
+                "note: validated, not acted on by this release yet: "
+                + ", ".join(result.not_acted_on)
+            )
     # at boot an invalid file must not fail the unit: the node runs on the last good config
     return 0 if args.boot or not result.errors else 1
 
@@ -105,6 +110,7 @@ def dataclasses_dict(result: engine.Result) -> dict[str, Any]:
         "changes": result.changes,
         "errors": result.errors,
         "used": result.used,
+        "not_acted_on": result.not_acted_on,
     }
 
 

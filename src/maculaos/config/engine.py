@@ -16,6 +16,7 @@ from typing import Any
 from maculaos.config import layers, paths
 from maculaos.config.applicators import APPLICATORS, CHECKS, ApplyError, Target, write_file
 from maculaos.config.fastpath import VOLATILE, fingerprint
+from maculaos.config.schema import BY_PATH
 
 BANNERS = (Path("/run/motd.d/50-maculaos-config"), Path("/run/issue.d/50-maculaos-config.issue"))
 
@@ -42,6 +43,9 @@ class Result:
     changes: list[str]
     errors: list[str]
     used: str  # which node config took effect: the file, last-good, or defaults
+    # keys set by the node (file, last good, kernel command line) that this release validates
+    # but does not act on yet: said out loud rather than silently ignored
+    not_acted_on: list[str] = dataclasses.field(default_factory=list)
 
 
 def _now() -> str:
@@ -135,4 +139,9 @@ def apply(p: Paths, target: Target, boot: bool = False) -> Result:
         p.state.mkdir(parents=True, exist_ok=True)
         write_file(p.status_file, json.dumps(status, indent=2) + "\n", 0o600)
     _banner(p, eff.errors)
-    return Result(changes, errors, used)
+    pending = sorted(
+        path
+        for path, source in eff.sources.items()
+        if source not in ("default", "image") and not BY_PATH[path].acted_on
+    )
+    return Result(changes, errors, used, pending)
