@@ -17,7 +17,7 @@ serial --unit=0 --speed=115200
 terminal_input console serial
 terminal_output console serial
 menuentry "Debian trixie (stock)" {
-  linux (hd0,gpt2)/vmlinuz root=PARTLABEL=root rw console=tty0 console=ttyS0,115200 quiet
+  linux (hd0,gpt2)/vmlinuz root=/dev/vda2 rw console=tty0 console=ttyS0,115200 quiet
   initrd (hd0,gpt2)/initrd.img
 }
 """
@@ -47,7 +47,7 @@ def build_stock_disk(base: BaseDisk, out: Path) -> Path:
         subprocess.run(["qemu-img", "convert", "-O", "raw", str(base.disk), str(root)], check=True)
         # the base disk's fstab names the bare /dev/vda it is booted from by Packer
         fstab = t / "fstab"
-        fstab.write_text("PARTLABEL=root / ext4 rw 0 1\n")
+        fstab.write_text("/dev/vda2 / ext4 rw 0 1\n")
         subprocess.run(
             ["debugfs", "-w", "-R", "rm /etc/fstab", str(root)], check=True, capture_output=True
         )
