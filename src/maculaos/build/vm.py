@@ -55,6 +55,10 @@ class VM:
         default_factory=lambda: "52:54:00:" + ":".join(secrets.token_hex(1) for _ in range(3))
     )
     extra_drives: list[Path] = field(default_factory=list)
+    # direct kernel boot through the same OVMF firmware (fw_cfg), for disks without a loader
+    kernel: Path | None = None
+    initrd: Path | None = None
+    append: str = ""
     process: subprocess.Popen[bytes] | None = None
     booted_at: float = 0.0
 
@@ -109,6 +113,11 @@ class VM:
             "-serial",
             f"file:{self.serial_log}",
             "-no-user-config",
+            *(
+                ["-kernel", str(self.kernel), "-initrd", str(self.initrd), "-append", self.append]
+                if self.kernel
+                else []
+            ),
             *[
                 arg
                 for drive in self.extra_drives
