@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import secrets
 import shutil
 import socket
@@ -15,6 +16,11 @@ from pathlib import Path
 
 from maculaos.arch import Architecture
 from maculaos.log import die
+
+
+def _bytes(size: str) -> int:
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    return int(size[:-1]) * units[size[-1]] if size[-1] in units else int(size)
 
 
 def free_port() -> int:
@@ -68,6 +74,16 @@ class VM:
 
     def prepare(self) -> None:
         fmt = "qcow2" if self.image.suffix == ".qcow2" else "raw"
+        info = json.loads(
+            subprocess.run(
+                ["qemu-img", "info", "--output=json", "-f", fmt, str(self.image)],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
+        )
+        # never smaller than the image itself (a shorter overlay cuts its filesystems off)
+        size = max(int(info["virtual-size"]), _bytes(self.disk_size))
         subprocess.run(
             [
                 "qemu-img",
@@ -80,7 +96,7 @@ class VM:
                 "-F",
                 fmt,
                 str(self.workdir / "disk.qcow2"),
-                self.disk_size,
+                str(size),
             ],
             check=True,
         )
