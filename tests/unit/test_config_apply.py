@@ -144,3 +144,14 @@ def test_keys_not_acted_on_yet_are_reported(root: Path) -> None:
     p.node_config.write_text("maculaos: {mesh: {realm: io.example}, timezone: Europe/Berlin}\n")
     result = engine.apply(p, target(root))
     assert result.not_acted_on == ["maculaos.mesh.realm"]
+
+
+def test_boot_fast_path_without_a_config_file(root: Path) -> None:
+    """A node that never got a config.yaml still skips the full apply on later boots."""
+    p = paths(root)
+    net = root.parent / "net"
+    (root / "usr/share/zoneinfo/UTC").write_bytes(b"TZif")  # the default time zone
+    p.state.mkdir(parents=True)
+    assert fastpath.try_boot(p.node_config, p.image_defaults, None, p.status_file, net) is False
+    engine.apply(p, target(root))  # first boot: defaults applied, status written
+    assert fastpath.try_boot(p.node_config, p.image_defaults, None, p.status_file, net) is True

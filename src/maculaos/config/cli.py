@@ -81,7 +81,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_apply(args: argparse.Namespace) -> int:
     paths = engine.Paths(node_config=Path(args.config))
-    if args.boot:
+    if args.boot and not paths.status_file.exists():  # first boot only
         note = seed.seed(paths.node_config)
         if note:
             print(note)

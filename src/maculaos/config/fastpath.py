@@ -60,9 +60,7 @@ def try_boot(
     sysfs_net: Path = Path("/sys/class/net"),
 ) -> bool:
     """True when the boot needs no apply (and run_cmd has been run from the last apply)."""
-    if not node_config.exists():
-        return False  # first boot: maybe a seed volume
-    try:
+    try:  # no status yet: first boot (maybe with a seed volume) -> full apply
         status = json.loads(status_file.read_text())
     except (OSError, ValueError):
         return False
