@@ -67,40 +67,29 @@ def image_layout(image_size_mib: int) -> list[disk.PartitionSpec]:
     return specs
 
 
-def git_commit() -> str:
+def _git(*args: str) -> str | None:
+    """Output of a git command in the repository, or None outside a git checkout."""
     try:
-        out = subprocess.run(
-            ["git", "-C", str(REPO), "rev-parse", "HEAD"],
-            check=True,
-            capture_output=True,
-            text=True,
+        return subprocess.run(
+            ["git", "-C", str(REPO), *args], check=True, capture_output=True, text=True
         ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(REPO), "status", "--porcelain"],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-        return out + ("-dirty" if dirty else "")
     except (subprocess.CalledProcessError, FileNotFoundError):
+        return None
+
+
+def git_commit() -> str:
+    commit = _git("rev-parse", "HEAD")
+    if commit is None:
         return "unknown"
+    return commit + ("-dirty" if _git("status", "--porcelain") else "")
 
 
 def source_date_epoch() -> int:
     env = os.environ.get("SOURCE_DATE_EPOCH")
     if env:
         return int(env)
-    try:
-        return int(
-            subprocess.run(
-                ["git", "-C", str(REPO), "log", "-1", "--format=%ct"],
-                check=True,
-                capture_output=True,
-                text=True,
-            ).stdout.strip()
-        )
-    except (subprocess.CalledProcessError, FileNotFoundError, ValueError):
-        return 0
+    stamp = _git("log", "-1", "--format=%ct")
+    return int(stamp) if stamp and stamp.isdigit() else 0
 
 
 def preflight(opts: BuildOptions) -> None:
