@@ -47,6 +47,7 @@ build {
       "--extra-vars", "image_fetch_dir=${abspath(var.output_directory)}",
       "--extra-vars", "image_authorized_keys_file=${var.authorized_keys_file}",
       "--extra-vars", "image_squashfs_compression=${var.squashfs_compression}",
+      "--extra-vars", "image_keyring_file=${abspath(var.keyring_file)}",
     ]
   }
 }

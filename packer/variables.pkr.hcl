@@ -92,6 +92,11 @@ variable "authorized_keys_file" {
   default     = ""
 }
 
+variable "keyring_file" {
+  type        = string
+  description = "PEM keyring (CA certificates) the image verifies update bundles against."
+}
+
 variable "source_date_epoch" {
   type        = number
   description = "Timestamp for reproducible squashfs (SOURCE_DATE_EPOCH)."

@@ -14,6 +14,6 @@ ssh-keygen -q -t ed25519 -N "" -f "$tmp/key"   # packer parses the key file
 for f in packer/*.pkrvars.hcl; do
   echo "==> packer validate $f"
   packer validate -var-file="$f" -var version=0.0.0 -var base_image="$tmp/base.qcow2" \
-    -var ssh_private_key_file="$tmp/key" packer/ >/dev/null
+    -var ssh_private_key_file="$tmp/key" -var keyring_file="$tmp/key" packer/ >/dev/null
 done
 echo "==> argument specs match defaults"; python scripts/check_argument_specs.py

@@ -46,6 +46,9 @@ def parser() -> argparse.ArgumentParser:
     from maculaos.config import cli as config_cli  # noqa: PLC0415 (YAML: not at boot)
 
     config_cli.add_parser(sub)
+    from maculaos.upgrade import cli as upgrade_cli  # noqa: PLC0415
+
+    upgrade_cli.add_parser(sub)
     return p
 
 

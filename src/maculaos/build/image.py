@@ -14,7 +14,7 @@ import yaml
 
 from maculaos import disk
 from maculaos.arch import Architecture
-from maculaos.build import basedisk, finalize
+from maculaos.build import basedisk, bundle, finalize
 from maculaos.build.paths import OUTPUT, REPO, ROLES
 from maculaos.log import die, info, step
 
@@ -129,6 +129,7 @@ def build(opts: BuildOptions) -> Path:
         "source_date_epoch": str(source_date_epoch()),
         "git_commit": git_commit(),
         "squashfs_compression": opts.compression,
+        "keyring_file": str(bundle.signer().keyring),
     }
     cmd = ["packer", "build", "-color=false", f"-var-file={var_file}"]
     for k, v in args.items():
@@ -151,6 +152,7 @@ def build(opts: BuildOptions) -> Path:
             build_seconds=time.monotonic() - started,
         )
     shutil.rmtree(packer_dir, ignore_errors=True)
+    bundle.for_image(out)
     info(f"artifacts in {out}:")
     for p in sorted(out.iterdir()):
         info(f"  {p.name}  ({p.stat().st_size / 1048576:.1f} MiB)")

@@ -60,12 +60,25 @@ SSH_KEY = _regex(
 )
 
 
+def _int_range(low: int, high: int) -> Check:
+    def check(value: Any) -> str | None:
+        ok = isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+        return None if ok else f"must be a whole number {low}-{high}"
+
+    return check
+
+
 def port_number(value: Any) -> str | None:
     ok = isinstance(value, int) and not isinstance(value, bool) and 0 < value < 65536
     return None if ok else "must be a port number 1-65535"
 
 
-URL = _regex(r"(https?|github)://\S+", "a URL (https://, http:// or github://owner/repo)")
+URL = _regex(
+    r"(https?|github)://\S+|/\S*", "a URL (https://, http://, github://owner/repo) or a /path"
+)
+UNIT = _regex(
+    r"[A-Za-z0-9@_.:-]+\.(service|target|mount|socket|timer|path)", "a unit name like ssh.service"
+)
 
 KEYS: tuple[Key, ...] = (
     Key(
@@ -155,23 +168,52 @@ KEYS: tuple[Key, ...] = (
         "stable",
         "Release channel.",
         allowed=("stable", "beta", "nightly"),
-        acted_on=False,
     ),
-    Key("maculaos.upgrade.auto_check", "bool", True, "Check for updates on boot.", acted_on=False),
+    Key(
+        "maculaos.upgrade.auto_check",
+        "bool",
+        True,
+        "Check for updates daily and on boot (maculaos-upgrade.timer); the result is logged.",
+    ),
     Key(
         "maculaos.upgrade.auto_apply",
         "bool",
         False,
-        "Apply updates without approval.",
-        acted_on=False,
+        "Install a newer release found by the timer and reboot into it (rolls back by itself).",
     ),
     Key(
         "maculaos.upgrade.url",
         "str",
         "github://macula-io/macula-os",
-        "Update source.",
+        "Update source: github://owner/repo, an https:// index, or a local directory.",
         check=URL,
-        acted_on=False,
+    ),
+    Key(
+        "maculaos.upgrade.max_tries",
+        "int",
+        3,
+        "Boots a newly installed slot gets to become healthy before GRUB falls back (1-9).",
+        check=_int_range(1, 9),
+    ),
+    Key(
+        "maculaos.upgrade.health_timeout",
+        "int",
+        300,
+        "Seconds a boot may take to become healthy before it counts as failed.",
+        check=_int_range(30, 3600),
+    ),
+    Key(
+        "maculaos.upgrade.health_units",
+        "list[str]",
+        ["maculaos-config.service", "systemd-networkd.service", "ssh.service"],
+        "Units that must be active for a boot to be healthy (k3s/mesh units join when enabled).",
+        check=UNIT,
+    ),
+    Key(
+        "maculaos.upgrade.health_network",
+        "bool",
+        True,
+        "A boot is healthy only with a default route and a routable address.",
     ),
     Key("maculaos.gitops.enabled", "bool", False, "Run the local git server.", acted_on=False),
     Key(

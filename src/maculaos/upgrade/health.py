@@ -1,0 +1,225 @@
+"""The health gate: decides whether this boot is good, marks the slot good, or spends a try.
+
+Healthy = every required unit active (the config's list, plus k3s / mesh units when they are
+enabled) and, unless switched off, a default route with a routable address. A required unit
+that has *failed* ends the wait at once; anything else gets until the timeout.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from maculaos.upgrade import bootenv, state
+
+# joined to the required set when enabled (they arrive with the k3s and mesh issues)
+OPTIONAL_UNITS = ("k3s.service", "k3s-agent.service", "macula-mesh.service")
+CMDLINE = Path("/proc/cmdline")
+
+
+def unit_states(units: list[str]) -> dict[str, tuple[str, str]]:
+    """unit -> (LoadState, ActiveState)"""
+    out = subprocess.run(
+        ["systemctl", "show", "--property=Id,LoadState,ActiveState", "--", *units],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    result: dict[str, tuple[str, str]] = {}
+    for unit, block in zip(units, out.split("\n\n"), strict=False):
+        props = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+        result[unit] = (props.get("LoadState", "?"), props.get("ActiveState", "?"))
+    return result
+
+
+def enabled_optional_units() -> list[str]:
+    found = []
+    for unit in OPTIONAL_UNITS:
+        r = subprocess.run(
+            ["systemctl", "is-enabled", "--quiet", unit], capture_output=True, check=False
+        )
+        if r.returncode == 0:
+            found.append(unit)
+    return found
+
+
+def network_problem(proc: Path = Path("/proc/net")) -> str | None:
+    """None when there is a default route (IPv4 or IPv6) on an interface that is up."""
+    try:
+        for line in (proc / "route").read_text().splitlines()[1:]:
+            fields = line.split()
+            if len(fields) > 3 and fields[1] == "00000000" and int(fields[3], 16) & 1:
+                return None
+        for line in (proc / "ipv6_route").read_text().splitlines():
+            fields = line.split()
+            if fields and fields[0] == "0" * 32 and fields[1] == "00" and fields[9] != "lo":
+                return None
+    except OSError as e:
+        return f"cannot read routes: {e.strerror}"
+    return "no default route (network not up)"
+
+
+def evaluate(
+    units: list[str],
+    network: bool,
+    timeout: float,
+    states: Callable[[list[str]], dict[str, tuple[str, str]]] = unit_states,
+    net: Callable[[], str | None] = network_problem,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> tuple[bool, str]:
+    deadline = clock() + timeout
+    while True:
+        problems: list[str] = []
+        for unit, (load, active) in states(units).items():
+            if load == "not-found":
+                return False, f"required unit {unit} does not exist"
+            if active == "failed":
+                return False, f"required unit {unit} failed"
+            if active != "active":
+                problems.append(f"{unit} is {active}")
+        if network:
+            problem = net()
+            if problem:
+                problems.append(problem)
+        if not problems:
+            what = ", ".join(units) + (" and the network" if network else "")
+            return True, f"{what} up"
+        if clock() >= deadline:
+            return False, f"not healthy after {timeout:.0f}s: " + "; ".join(problems)
+        sleep(2)
+
+
+def _config() -> dict[str, Any]:
+    from maculaos.config import layers  # noqa: PLC0415
+
+    return layers.load().values
+
+
+def gate(reboot: Callable[[], None], config: dict[str, Any] | None = None) -> int:
+    """The boot-time gate (maculaos-health.service)."""
+    booted = bootenv.booted_slot(CMDLINE)
+    if booted is None:
+        print("not booted from a MaculaOS slot (no rauc.slot=): nothing to judge")
+        return 0
+    cfg = config if config is not None else _config()
+    bootenv.ensure_esp()
+    env = bootenv.read()
+    data = state.load()
+    running = state.os_release_version() or "unknown"
+    detect_rollback(env, booted, running, data)
+
+    units = list(cfg["maculaos.upgrade.health_units"]) + enabled_optional_units()
+    healthy, reason = evaluate(
+        units, cfg["maculaos.upgrade.health_network"], cfg["maculaos.upgrade.health_timeout"]
+    )
+    env = bootenv.read()
+    slot = env.slots[booted]
+    data["last_health"] = {
+        "slot": booted,
+        "version": running,
+        "healthy": healthy,
+        "reason": reason,
+        "time": state.now(),
+    }
+    if healthy:
+        if slot.left is not None:
+            install = data["installs"].get(booted, {})
+            install["confirmed"] = state.now()
+            data["installs"][booted] = install
+            print(f"{running} (slot {booted}) is healthy: marked good ({reason})")
+        if env.slots[booted] != bootenv.Slot(True, None) or env.last_good != booted:
+            env.set_state(booted, True)
+            bootenv.write(env)
+        state.save(data)
+        state.banner(_rollback_banner(data))
+        return 0
+    data["attempts"].append(
+        {
+            "slot": booted,
+            "version": running,
+            "reason": reason,
+            "time": state.now(),
+            "boots_left": slot.left,
+        }
+    )
+    state.save(data)
+    if slot.left is None:
+        print(f"UNHEALTHY: {running} (slot {booted}): {reason}; slot stays good (not on trial)")
+        state.banner(f"MaculaOS: this boot is unhealthy: {reason}\n  (maculaos upgrade status)\n")
+        return 1
+    nxt, fallback = env.choose()
+    then = f"next boot: slot {nxt}" + (" (last good)" if fallback else "")
+    print(
+        f"UNHEALTHY: {running} (slot {booted}, on trial, {slot.left} boot(s) left): {reason}; "
+        f"rebooting to spend a try ({then})",
+        flush=True,
+    )
+    reboot()
+    return 1
+
+
+def detect_rollback(
+    env: bootenv.BootEnv, booted: str, running: str, data: dict[str, Any]
+) -> dict[str, Any] | None:
+    """GRUB fell back: the primary is on trial with no boots left, and we run the other slot.
+    Record why, mark the failed slot bad, make the running slot primary."""
+    primary = env.primary
+    slot = env.slots[primary]
+    if primary == booted or not slot.ok or slot.left != 0:
+        return None
+    install = data["installs"].get(primary, {})
+    failed_version = install.get("version", "unknown")
+    attempts = [
+        a
+        for a in data["attempts"]
+        if a.get("slot") == primary and a.get("time", "") >= install.get("installed_at", "")
+    ]
+    reason = (
+        attempts[-1]["reason"]
+        if attempts
+        else "it never reached the health check (kernel panic or failure early in boot)"
+    )
+    record = {
+        "failed_slot": primary,
+        "failed_version": failed_version,
+        "tries": install.get("tries", len(attempts)),
+        "unhealthy_boots_seen": len(attempts),
+        "reason": reason,
+        "running_slot": booted,
+        "running_version": running,
+        "time": state.now(),
+    }
+    env.set_state(primary, False)
+    env.order = [booted, primary]
+    bootenv.write(env)
+    data["last_rollback"] = record
+    state.save(data)
+    print("ROLLBACK: " + state.rollback_text(record).replace("\n", " ").strip(), flush=True)
+    return record
+
+
+def _rollback_banner(data: dict[str, Any]) -> str | None:
+    rb = data.get("last_rollback")
+    if not rb:
+        return None
+    confirmed_after = [
+        i for i in data["installs"].values() if str(i.get("confirmed", "")) > rb.get("time", "")
+    ]
+    return None if confirmed_after else state.rollback_text(rb)
+
+
+def _reboot() -> None:
+    subprocess.run(["systemctl", "reboot"], check=False)
+
+
+def main() -> int:
+    try:
+        return gate(_reboot)
+    except (bootenv.BootEnvError, OSError, subprocess.CalledProcessError) as e:
+        print(f"maculaos-health: {e}", file=sys.stderr)
+        return 1

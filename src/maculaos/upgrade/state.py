@@ -1,0 +1,97 @@
+"""What the node remembers about upgrades, on the data partition (shared by both slots):
+which version went into which slot, every unhealthy boot and why, the last rollback."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from maculaos.config.applicators import write_file
+from maculaos.upgrade import bootenv
+
+STATE_DIR = Path("/var/lib/maculaos/upgrade")
+OS_RELEASE = Path("/usr/lib/os-release")
+BANNERS = (
+    Path("/run/motd.d/60-maculaos-upgrade"),
+    Path("/run/issue.d/60-maculaos-upgrade.issue"),
+)
+MAX_ATTEMPTS = 50
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
+def load(state_dir: Path | None = None) -> dict[str, Any]:
+    state_dir = state_dir or STATE_DIR
+    try:
+        data = json.loads((state_dir / "state.json").read_text())
+    except (OSError, ValueError):
+        data = {}
+    if not isinstance(data, dict):
+        data = {}
+    data.setdefault("installs", {})
+    data.setdefault("attempts", [])
+    data.setdefault("last_rollback", None)
+    data.setdefault("last_health", None)
+    return data
+
+
+def save(data: dict[str, Any], state_dir: Path | None = None) -> None:
+    state_dir = state_dir or STATE_DIR
+    data["attempts"] = data["attempts"][-MAX_ATTEMPTS:]
+    write_file(state_dir / "state.json", json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.sync()
+
+
+def os_release_version(path: Path = OS_RELEASE) -> str | None:
+    with contextlib.suppress(OSError):
+        for line in path.read_text().splitlines():
+            if line.startswith("VERSION_ID="):
+                return line.split("=", 1)[1].strip().strip('"')
+    return None
+
+
+def slot_version(name: str, booted: str | None) -> str | None:
+    """The version a slot holds: the running root's os-release, or the other slot's, read
+    from a read-only mount of its squashfs."""
+    if name == booted:
+        return os_release_version()
+    device = Path("/dev/disk/by-partlabel") / bootenv.PARTLABEL[name]
+    with tempfile.TemporaryDirectory(prefix="maculaos-slot-") as mnt:
+        r = subprocess.run(
+            ["mount", "-t", "squashfs", "-o", "ro", str(device), mnt],
+            capture_output=True,
+            check=False,
+        )
+        if r.returncode != 0:
+            return None
+        try:
+            return os_release_version(Path(mnt) / "usr/lib/os-release")
+        finally:
+            subprocess.run(["umount", mnt], capture_output=True, check=False)
+
+
+def banner(text: str | None, paths: tuple[Path, ...] = BANNERS) -> None:
+    for path in paths:
+        with contextlib.suppress(OSError):
+            if text:
+                write_file(path, text)
+            elif path.exists():
+                path.unlink()
+
+
+def rollback_text(rb: dict[str, Any]) -> str:
+    return (
+        f"MaculaOS rolled back: {rb['failed_version']} (slot {rb['failed_slot']}) did not become "
+        f"healthy in {rb['tries']} tr{'y' if rb['tries'] == 1 else 'ies'}; running "
+        f"{rb['running_version']} from slot {rb['running_slot']}.\n"
+        f"  reason: {rb['reason']}\n"
+        f"  at: {rb['time']}  (details: maculaos upgrade status)\n"
+    )

@@ -1,0 +1,121 @@
+"""The health gate's verdicts (systemd and the routing table stood in by functions)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from maculaos.upgrade import bootenv, health, state
+from maculaos.upgrade.bootenv import BootEnv, Slot
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+    def sleep(self, s: float) -> None:
+        self.t += s
+
+
+def run(states: list[dict[str, tuple[str, str]]], net: list[str | None], timeout: float = 60):
+    clock = Clock()
+    seq_s, seq_n = iter(states), iter(net)
+    last_s: dict[str, Any] = {}
+    last_n: list[str | None] = [None]
+
+    def s(units: list[str]) -> dict[str, tuple[str, str]]:
+        nonlocal last_s
+        last_s = next(seq_s, last_s)
+        return last_s
+
+    def n() -> str | None:
+        last_n[0] = next(seq_n, last_n[0])
+        return last_n[0]
+
+    return health.evaluate(["ssh.service"], True, timeout, s, n, clock.sleep, clock)
+
+
+def test_healthy_once_units_and_network_are_up() -> None:
+    ok, why = run(
+        [{"ssh.service": ("loaded", "activating")}, {"ssh.service": ("loaded", "active")}],
+        ["no default route (network not up)", None],
+    )
+    assert ok and "ssh.service" in why
+
+
+def test_failed_unit_is_unhealthy_at_once() -> None:
+    ok, why = run([{"ssh.service": ("loaded", "failed")}], [None])
+    assert not ok and why == "required unit ssh.service failed"
+
+
+def test_missing_unit_is_unhealthy() -> None:
+    ok, why = run([{"ssh.service": ("not-found", "inactive")}], [None])
+    assert not ok and "does not exist" in why
+
+
+def test_timeout_names_what_was_missing() -> None:
+    ok, why = run([{"ssh.service": ("loaded", "active")}], ["no default route (network not up)"])
+    assert not ok and why.startswith("not healthy after 60s") and "no default route" in why
+
+
+def test_network_problem_reads_proc(tmp_path: Path) -> None:
+    (tmp_path / "route").write_text(
+        "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\n"
+        "ens3\t0002000A\t00000000\t0001\t0\t0\t0\t00FFFFFF\n"
+    )
+    (tmp_path / "ipv6_route").write_text("")
+    assert health.network_problem(tmp_path) == "no default route (network not up)"
+    with (tmp_path / "route").open("a") as f:
+        f.write("ens3\t00000000\t0202000A\t0003\t0\t0\t0\t00000000\n")
+    assert health.network_problem(tmp_path) is None
+
+
+@pytest.fixture
+def node(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A GRUB environment and an upgrade state directory in a temp dir."""
+    envfile = tmp_path / "grubenv"
+    envfile.write_bytes(bootenv.render_block(BootEnv.factory().variables()))
+    monkeypatch.setattr(bootenv, "GRUBENV", envfile)
+    monkeypatch.setattr(state, "STATE_DIR", tmp_path / "upgrade")
+    return envfile
+
+
+def test_rollback_is_detected_and_recorded(node: Path) -> None:
+    env = BootEnv(["B", "A"], {"A": Slot(True, None), "B": Slot(True, 0)}, "A")
+    bootenv.write(env)
+    data = state.load()
+    data["installs"]["B"] = {
+        "version": "0.3.0",
+        "installed_at": "2026-01-01T00:00:00+00:00",
+        "tries": 3,
+    }
+    data["attempts"].append(
+        {"slot": "B", "version": "0.3.0", "reason": "required unit ssh.service failed",
+         "time": "2026-01-01T00:05:00+00:00"}
+    )  # fmt: skip
+    record = health.detect_rollback(env, "A", "0.2.0", data)
+    assert record is not None
+    assert record["failed_version"] == "0.3.0" and record["tries"] == 3
+    assert record["reason"] == "required unit ssh.service failed"
+    after = bootenv.read()
+    assert after.order == ["A", "B"] and not after.slots["B"].ok
+    assert state.load()["last_rollback"]["failed_version"] == "0.3.0"
+    assert "did not become healthy in 3 tries" in state.rollback_text(record)
+
+
+def test_rollback_without_any_health_report_blames_early_boot(node: Path) -> None:
+    env = BootEnv(["B", "A"], {"A": Slot(True, None), "B": Slot(True, 0)}, "A")
+    data = state.load()
+    data["installs"]["B"] = {"version": "0.3.0", "tries": 3}
+    record = health.detect_rollback(env, "A", "0.2.0", data)
+    assert record is not None and "kernel panic" in record["reason"]
+
+
+def test_no_rollback_when_primary_is_running() -> None:
+    env = BootEnv(["A", "B"], {"A": Slot(True, None), "B": Slot(True, None)}, "A")
+    assert health.detect_rollback(env, "A", "0.2.0", {"installs": {}, "attempts": []}) is None
