@@ -22,7 +22,9 @@ class Clock:
         self.t += s
 
 
-def run(states: list[dict[str, tuple[str, str]]], net: list[str | None], timeout: float = 60):
+def run(
+    states: list[dict[str, tuple[str, str]]], net: list[str | None], timeout: float = 60
+) -> tuple[bool, str]:
     clock = Clock()
     seq_s, seq_n = iter(states), iter(net)
     last_s: dict[str, Any] = {}

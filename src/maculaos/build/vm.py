@@ -126,8 +126,10 @@ class VM:
             f"virtio-net-pci,netdev=n0,mac={self.mac}",
             "-display",
             "none",
+            "-chardev",
+            f"file,id=ser0,path={self.serial_log},append=on",
             "-serial",
-            f"file:{self.serial_log}",
+            "chardev:ser0",
             "-no-user-config",
             *(
                 ["-kernel", str(self.kernel), "-initrd", str(self.initrd), "-append", self.append]
@@ -201,6 +203,40 @@ class VM:
             if r.returncode == 0 and r.stdout.strip() != boot_id:
                 return time.monotonic() - self.booted_at
         die(f"node did not come back after reboot; console log: {self.serial_log}")
+
+    def boot_id(self) -> str | None:
+        r = subprocess.run(
+            self.ssh_args("cat", "/proc/sys/kernel/random/boot_id"),
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        return r.stdout.strip() if r.returncode == 0 else None
+
+    def wait_new_boot(self, old_boot_id: str, timeout: float = 600) -> float:
+        """Wait for SSH on a boot other than ``old_boot_id`` (however many reboots the node
+        goes through on its own in between); seconds waited."""
+        start = time.monotonic()
+        while time.monotonic() < start + timeout:
+            if self.process and self.process.poll() is not None:
+                die(f"QEMU exited ({self.process.returncode}); console: {self.serial_log}")
+            current = self.boot_id()
+            if current and current != old_boot_id:
+                return time.monotonic() - start
+            time.sleep(3)
+        die(f"no new boot within {timeout:.0f}s; console log: {self.serial_log}")
+
+    def power_cut(self) -> None:
+        """Pull the plug: SIGKILL QEMU (what the guest wrote to its disk so far stays)."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def power_on(self) -> None:
+        """Start the same machine again (same disk, same EFI variables)."""
+        self.booted_at = time.monotonic()
+        self.process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL)
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

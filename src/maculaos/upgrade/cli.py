@@ -106,7 +106,12 @@ def cmd_apply(args: argparse.Namespace) -> int:
         return 0
     print(f"found {release.version} ({release.channel}) at {release.url}", flush=True)
     bundle = sources.fetch(release, DOWNLOADS)
-    info = rauc_info(bundle)
+    try:
+        info = rauc_info(bundle)
+    except MaculaError:
+        if "://" in release.url:
+            bundle.unlink(missing_ok=True)  # never keep (or retry) a refused download
+        raise
     update = info.get("update", info)
     compatible, version = update.get("compatible"), update.get("version")
     if compatible != _compatible():
