@@ -4,6 +4,7 @@ the same run.
     .venv/bin/python -m bench.run boot [--runs 3]  boot-to-SSH: MaculaOS vs stock Debian trixie
     .venv/bin/python -m bench.run build            cold (no base disk) and warm build times
     .venv/bin/python -m bench.run sizes            raw / allocated / qcow2 / squashfs sizes
+    .venv/bin/python -m bench.run upgrade          bundle size; apply vs plain dd; rollback
 
 Results are printed and written to bench/results/<name>-<time>.json.
 """
@@ -16,12 +17,13 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from maculaos.arch import Architecture
-from maculaos.build import basedisk
+from maculaos.build import basedisk, bundle
 from maculaos.build import vm as vmlib
 from maculaos.build.paths import CACHE, OUTPUT, REPO
 
@@ -156,16 +158,91 @@ def bench_sizes() -> dict[str, Any]:
     }
 
 
+def _timed_ssh(vm: vmlib.VM, command: str) -> float:
+    start = time.monotonic()
+    vm.ssh(command, timeout=1800)
+    return round(time.monotonic() - start, 1)
+
+
+def bench_upgrade() -> dict[str, Any]:
+    """One node: write the v2 slot with a plain dd, then with ``rauc install`` of the local
+    bundle, then ``maculaos upgrade --apply`` from HTTP (download + sha256 + signature +
+    install); reboot into it; roll back and reboot. Same disk, same bytes."""
+    from tests.support.release_server import serve  # noqa: PLC0415
+
+    out = newest_output()
+    manifest = json.loads((out / "manifest.json").read_text())
+    v1 = manifest["version"]
+    major, minor, _ = (int(x) for x in v1.split("-")[0].split(".")[:3])
+    v2 = f"{major}.{minor + 1}.0"
+    image = next(out.glob("macula-os-*-amd64.qcow2"))
+    with tempfile.TemporaryDirectory(dir="/var/tmp", prefix="maculaos-bench-") as tmp:
+        work = Path(tmp)
+        srv = work / "srv"
+        (srv / "v2").mkdir(parents=True)
+        slot = bundle.restamp(
+            bundle.slot_squashfs(out, work / "slot-v1.squashfs"), v2, srv / "slot.squashfs"
+        )
+        b = bundle.make_bundle(
+            slot, v2, Architecture.amd64, srv / "v2" / f"macula-os-{v2}-amd64.raucb"
+        )
+        bundle.write_index(srv / "v2", [bundle.index_entry(b, v2, Architecture.amd64, "stable")])
+        sizes = (b.stat().st_size, slot.stat().st_size)
+        vm = vmlib.VM(image=image, key=basedisk.ssh_keypair(), disk_size="6G")
+        with serve(srv) as (url, _), vmlib.running(vm):
+            guest = "http://10.0.2.2:" + url.rsplit(":", 1)[1]
+            vm.wait_ssh()
+            vm.ssh("systemctl", "is-system-running", "--wait", check=False, timeout=600)
+            fetch = "sudo python3 -c 'import sys,urllib.request as u; u.urlretrieve(*sys.argv[1:])'"
+            vm.ssh(f"{fetch} {guest}/slot.squashfs /var/tmp/slot.squashfs", timeout=600)
+            vm.ssh(f"{fetch} {guest}/v2/{b.name} /var/tmp/{b.name}", timeout=600)
+            dd_s = _timed_ssh(
+                vm,
+                "sudo dd if=/var/tmp/slot.squashfs of=/dev/disk/by-partlabel/rootfs-b bs=4M "
+                "conv=fsync status=none",
+            )
+            install_s = _timed_ssh(vm, f"sudo rauc install /var/tmp/{b.name}")
+            vm.ssh(f"sudo rm -f /var/tmp/{b.name} /var/tmp/slot.squashfs")
+            vm.ssh("sudo rauc status mark-active booted")  # undo: A stays primary
+            apply_s = _timed_ssh(vm, f"sudo maculaos upgrade --apply --from {guest}/v2")
+            upgrade_reboot_s = round(vm.reboot(timeout=900), 1)
+            vm.ssh("systemctl", "is-system-running", "--wait", check=False, timeout=600)
+            running = json.loads(vm.ssh("sudo maculaos upgrade status --json"))["running"]
+            vm.ssh("sudo maculaos upgrade --rollback")
+            rollback_s = round(vm.reboot(timeout=900), 1)
+            back = json.loads(vm.ssh("sudo maculaos upgrade status --json"))["running"]
+    mib = 1024 * 1024
+    return {
+        "image": image.name,
+        "bundle_mib": round(sizes[0] / mib, 1),
+        "slot_squashfs_mib": round(sizes[1] / mib, 1),
+        "ratio_bundle_vs_slot": round(sizes[0] / sizes[1], 4),
+        "dd_slot_s": dd_s,
+        "rauc_install_local_bundle_s": install_s,
+        "ratio_rauc_install_vs_dd": round(install_s / dd_s, 2),
+        "apply_from_http_s": apply_s,
+        "ratio_apply_from_http_vs_dd": round(apply_s / dd_s, 2),
+        "reboot_into_update_to_ssh_s": upgrade_reboot_s,
+        "running_after_upgrade": running,
+        "rollback_reboot_to_ssh_s": rollback_s,
+        "running_after_rollback": back,
+        "qemu": "tcg, -cpu max, 1 vCPU, 1 GiB, OVMF, virtio disk and net (user networking)",
+    }
+
+
 def main() -> int:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("what", choices=["boot", "build", "sizes"])
+    p.add_argument("what", choices=["boot", "build", "sizes", "upgrade"])
     p.add_argument("--runs", type=int, default=3)
     args = p.parse_args()
-    result = {"boot": lambda: bench_boot(args.runs), "build": bench_build, "sizes": bench_sizes}[
-        args.what
-    ]()
+    result = {
+        "boot": lambda: bench_boot(args.runs),
+        "build": bench_build,
+        "sizes": bench_sizes,
+        "upgrade": bench_upgrade,
+    }[args.what]()
     result["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{args.what}-{time.strftime('%Y%m%d-%H%M%S')}.json"

@@ -4,7 +4,6 @@ failing required unit; a kernel panic). Runs in order on one node."""
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from collections.abc import Iterator
@@ -14,6 +13,7 @@ from typing import Any
 import pytest
 
 from maculaos.build import vm as vmlib
+from tests.support import powercut
 from tests.support.release_server import serve
 from tests.vm import upgrade_fixtures
 from tests.vm.conftest import ssh_key
@@ -42,13 +42,7 @@ def unode(image: Path) -> Iterator[vmlib.VM]:
         yield vm
 
 
-def settle(vm: vmlib.VM) -> None:
-    """Wait until boot has finished, the health gate included."""
-    vm.ssh("systemctl", "is-system-running", "--wait", check=False, timeout=600)
-
-
-def status(vm: vmlib.VM) -> dict[str, Any]:
-    return dict(json.loads(vm.ssh("sudo", "maculaos", "upgrade", "status", "--json")))
+settle, status = powercut.settle, powercut.status
 
 
 def upgrade(vm: vmlib.VM, *args: str, check: bool = True) -> tuple[int, str]:
@@ -182,20 +176,8 @@ def test_power_cut_during_apply_boots_a_good_slot(
     unode: vmlib.VM, server: str, releases: upgrade_fixtures.Releases, cut: int
 ) -> None:
     """Kill QEMU at a random moment of ``--apply`` (download, verification or slot write):
-    the node always comes back on a good slot."""
-    random.seed(cut * 7919)
-    delay = random.uniform(5, 90)
-    unode.ssh(
-        f"sudo systemd-run --unit=apply-under-test maculaos upgrade --apply --from {server}/v2",
-        timeout=30,
-    )
-    time.sleep(delay)
-    unode.power_cut()
-    unode.power_on()
-    unode.wait_ssh(timeout=900)
-    settle(unode)
-    s = status(unode)
-    print(f"power cut {cut} at {delay:.0f}s: booted {s['booted']} running {s['running']}")
-    assert s["running"] in (releases.v1, releases.v2)
-    assert s["slots"][s["booted"]]["state"] == "good", s
-    assert s["last_health"]["healthy"], s["last_health"]
+    the node always comes back on a good slot (tests/reliability/power_cut.py does 100)."""
+    delay = random.Random(cut * 7919).uniform(5, 90)
+    result = powercut.cut_once(unode, f"{server}/v2", delay, (releases.v1, releases.v2))
+    print(f"power cut {cut}: {result}")
+    assert result["good"], result

@@ -55,20 +55,32 @@ def _publish(root: Path, name: str, bundle_file: Path, version: str) -> None:
     bundle.write_index(d, [bundle.index_entry(dest, version, AMD64, "stable")])
 
 
-def make(image_dir: Path, work: Path) -> Releases:
+def make_v2(image_dir: Path, work: Path) -> tuple[Path, str, str]:
+    """Only the v2 scenario (served root, v1, v2): what the power-cut runs need."""
     manifest = json.loads((image_dir / "manifest.json").read_text())
     rel = Releases(root=work / "srv", v1=manifest["version"])
     slot = bundle.slot_squashfs(image_dir, work / "slot-v1.squashfs")
-    sign = bundle.signer()
+    sq = bundle.restamp(slot, rel.v2, work / "slot-v2.squashfs")
+    out = bundle.make_bundle(sq, rel.v2, AMD64, work / f"macula-os-{rel.v2}-amd64.raucb")
+    _publish(rel.root, "v2", out, rel.v2)
+    slot.unlink()
+    sq.unlink()
+    return rel.root, rel.v1, rel.v2
+
+
+def make(image_dir: Path, work: Path) -> Releases:
+    root, v1, _ = make_v2(image_dir, work)
+    rel = Releases(root=root, v1=v1)
+    v2 = root / "v2" / f"macula-os-{rel.v2}-amd64.raucb"
+    slot = bundle.slot_squashfs(image_dir, work / "slot-v1.squashfs")
 
     def build(version: str, mutate: Callable[[Path], None] | None = None) -> Path:
         sq = bundle.restamp(slot, version, work / f"slot-{version}.squashfs", mutate=mutate)
         out = work / f"macula-os-{version}-amd64.raucb"
-        bundle.make_bundle(sq, version, AMD64, out, sign)
+        bundle.make_bundle(sq, version, AMD64, out)
         sq.unlink()
         return out
 
-    v2 = build(rel.v2)
     # the v2 slot signed by a CA the image does not trust
     foreign_slot = bundle.restamp(slot, rel.v2, work / "slot-foreign.squashfs")
     other = bundle.dev_signer(work / "other-keys", "untrusted")
@@ -87,7 +99,6 @@ def make(image_dir: Path, work: Path) -> Releases:
         f.seek(-1, 1)
         f.write(bytes([byte[0] ^ 0xFF]))
     _publish(rel.root, "tampered", tampered, rel.v2)
-    _publish(rel.root, "v2", v2, rel.v2)
     _publish(rel.root, "v3-unhealthy", build(rel.v3_unhealthy, _break_ssh), rel.v3_unhealthy)
     _publish(rel.root, "v3-panic", build(rel.v3_panic, _break_initrd), rel.v3_panic)
     slot.unlink()

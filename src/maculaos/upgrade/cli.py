@@ -100,7 +100,11 @@ def cmd_apply(args: argparse.Namespace) -> int:
     source = args.source or cfg["maculaos.upgrade.url"]
     channel = args.channel or cfg["maculaos.upgrade.channel"]
     current = state.os_release_version() or "0"
-    release = sources.newest(sources.list_releases(source), channel, _arch(), current)
+    releases = sources.list_releases(source)
+    release = sources.newest(releases, channel, _arch(), current)
+    if release is None and args.allow_downgrade:
+        mine = sources.candidates(releases, channel, _arch())
+        release = mine[-1] if mine else None
     if release is None:
         print(f"up to date: {current} is the newest {channel} release at {source}")
         return 0
@@ -307,5 +311,10 @@ def add_parser(sub: Any) -> None:
         "--channel", choices=tuple(sources.CHANNELS), help="default: maculaos.upgrade.channel"
     )
     p.add_argument("--reboot", action="store_true", help="reboot when done")
+    p.add_argument(
+        "--allow-downgrade",
+        action="store_true",
+        help="with --apply: install the source's newest release even if it is not newer",
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
