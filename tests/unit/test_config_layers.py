@@ -15,7 +15,7 @@ def test_layers_in_order(tmp_path: Path) -> None:
     image.write_text("maculaos: {timezone: Europe/Paris, keyboard: fr}\n")
     node.write_text("maculaos: {timezone: Europe/Berlin}\n")
     cmdline.write_text(
-        "BOOT_IMAGE=/boot/vmlinuz root=PARTLABEL=rootfs-a maculaos.slot=a "
+        "BOOT_IMAGE=/boot/vmlinuz root=PARTLABEL=rootfs-a rauc.slot=A maculaos.recovery=1 "
         "maculaos.timezone=Asia/Tokyo maculaos.mesh.roles.gateway=true "
         "maculaos.dns_nameservers=1.1.1.1,9.9.9.9 quiet\n"
     )

@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 from maculaos import identity
+from maculaos.config.paths import BOOT_WORDS
 
 VOLATILE = ("/run/", "/tmp/", "/dev/", "/proc/", "/sys/")
 
@@ -23,7 +24,7 @@ def _maculaos_words(cmdline: Path | None) -> str:
     except OSError:
         return ""
     return " ".join(
-        w for w in words if w.startswith("maculaos.") and not w.startswith("maculaos.slot=")
+        w for w in words if w.startswith("maculaos.") and w.split("=", 1)[0] not in BOOT_WORDS
     )
 
 

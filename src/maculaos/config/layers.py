@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from maculaos.config.paths import CMDLINE, IMAGE_DEFAULTS, LAST_GOOD, NODE_CONFIG
+from maculaos.config.paths import BOOT_WORDS, CMDLINE, IMAGE_DEFAULTS, LAST_GOOD, NODE_CONFIG
 from maculaos.config.schema import BY_PATH
 from maculaos.config.validate import check_value, defaults, parse, validate
 
@@ -53,7 +53,7 @@ def cmdline_overrides(text: str) -> tuple[dict[str, Any], list[str]]:
         if not word.startswith("maculaos.") or "=" not in word:
             continue
         path, raw = word.split("=", 1)
-        if path in ("maculaos.slot",):  # bootloader facts, not config
+        if path in BOOT_WORDS:  # bootloader facts, not config
             continue
         key = BY_PATH.get(path)
         if key is None:

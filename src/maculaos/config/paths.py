@@ -10,3 +10,5 @@ CMDLINE = Path("/proc/cmdline")
 STATE = Path("/var/lib/maculaos/state")
 LAST_GOOD = STATE / "config.last-good.yaml"
 STATUS = STATE / "config-status.json"
+# maculaos.* words on the kernel command line that are boot facts, not config keys
+BOOT_WORDS = ("maculaos.slot", "maculaos.recovery")
