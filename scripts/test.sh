@@ -16,5 +16,7 @@ if ! ls output/*-amd64/macula-os-*-amd64.qcow2 >/dev/null 2>&1 && [ -z "${MACULA
   echo "==> no image in output/: building one (README command 1)"
   ./scripts/build.sh
 fi
-echo "==> VM tier"
-pytest -q -m vm tests/vm
+echo "==> VM tier: two nodes (boot, layers, identity, config)"
+pytest -q -m vm tests/vm --ignore=tests/vm/test_upgrade.py
+echo "==> VM tier: upgrades on one node (apply, rollback, bad bundles, broken updates, power cuts)"
+pytest -q -s -m vm tests/vm/test_upgrade.py
