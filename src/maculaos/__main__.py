@@ -53,13 +53,6 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    words = sys.argv[1:] if argv is None else argv
-    if words == ["config", "apply", "--boot"]:
-        # at boot, before the full CLI (and YAML) is even imported
-        from maculaos.config import fastpath, paths  # noqa: PLC0415
-
-        if fastpath.try_boot(paths.NODE_CONFIG, paths.IMAGE_DEFAULTS, paths.CMDLINE, paths.STATUS):
-            return 0
     args = parser().parse_args(argv)
     try:
         return int(args.func(args))

@@ -17,13 +17,13 @@ def _read(path: Path) -> str:
         return ""
 
 
-def primary_mac(sysfs: Path = Path("/sys/class/net")) -> str | None:
-    """MAC of the physical Ethernet/Wi-Fi interface with the lowest ifindex.
+def primary_interface(sysfs: Path = Path("/sys/class/net")) -> Path | None:
+    """The physical Ethernet/Wi-Fi interface with the lowest ifindex (its sysfs directory).
 
     Physical means: backed by a device (``device`` link) with ARP type 1, so bridges, veths,
     WireGuard and CNI interfaces created later never change a node's name.
     """
-    best: tuple[int, str] | None = None
+    best: tuple[int, Path] | None = None
     if not sysfs.is_dir():
         return None
     for iface in sysfs.iterdir():
@@ -34,8 +34,14 @@ def primary_mac(sysfs: Path = Path("/sys/class/net")) -> str | None:
             continue
         index = int(_read(iface / "ifindex") or 1 << 30)
         if best is None or index < best[0]:
-            best = (index, mac)
+            best = (index, iface)
     return best[1] if best else None
+
+
+def primary_mac(sysfs: Path = Path("/sys/class/net")) -> str | None:
+    """MAC of the primary interface (see primary_interface)."""
+    iface = primary_interface(sysfs)
+    return _read(iface / "address").lower() if iface else None
 
 
 def hostname_for(mac: str, prefix: str = "macula") -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -123,20 +124,47 @@ def test_schema_error_falls_back_too(root: Path) -> None:
     assert any("maculaos_typo is not a known key" in e for e in result.errors)
 
 
+def boot(p: engine.Paths, tmp_path: Path) -> str:
+    """Run the unit's ExecStart (boot.sh) against the temp root; a stand-in for the
+    maculaos CLI reports when the full apply would have started."""
+    stub = tmp_path / "maculaos-stub"
+    stub.write_text("#!/bin/sh\necho FULL APPLY\n")
+    stub.chmod(0o755)
+    env = {
+        "PATH": os.environ["PATH"],
+        "MACULAOS_STATE": str(p.state),
+        "MACULAOS_NODE_CONFIG": str(p.node_config),
+        "MACULAOS_IMAGE_DEFAULTS": str(p.image_defaults),
+        "MACULAOS_CMDLINE": "/nonexistent/cmdline",
+        "MACULAOS_BIN": str(stub),
+    }
+    script = Path(fastpath.__file__).with_name("boot.sh")
+    r = subprocess.run(["sh", str(script)], env=env, capture_output=True, text=True, check=True)
+    return r.stdout
+
+
 def test_boot_fast_path_skips_an_unchanged_config(root: Path, tmp_path: Path) -> None:
     p = paths(root)
     p.node_config.write_text(CONFIG)
     engine.apply(p, target(root))
-    net = root.parent / "net"
+    assert "config unchanged" in boot(p, tmp_path)  # nothing to do at boot: no Python
+    address = root.parent / "net" / "eth0" / "address"
+    address.write_text("52:54:00:00:00:01\n")
+    assert "FULL APPLY" in boot(p, tmp_path)  # the disk moved to another machine
+    address.write_text("52:54:00:ab:cd:ef\n")
+    assert "config unchanged" in boot(p, tmp_path)
+    p.node_config.write_text(CONFIG + "maculaos: {timezone: UTC}\n")
+    assert "FULL APPLY" in boot(p, tmp_path)  # a changed file is a full apply
 
-    def fast(sysfs: Path = net) -> bool:
-        return fastpath.try_boot(p.node_config, p.image_defaults, None, p.status_file, sysfs)
 
-    assert fast() is True  # unchanged inputs: nothing to do at boot
-    iface(tmp_path / "other", "eth0", "52:54:00:00:00:01", 2)
-    assert fast(tmp_path / "other") is False  # the disk moved to another machine
+def test_boot_fast_path_is_off_with_run_cmd_or_errors(root: Path, tmp_path: Path) -> None:
+    p = paths(root)
     p.node_config.write_text(CONFIG + "run_cmd: [true]\n")
-    assert fast() is False  # a changed file is a full apply
+    engine.apply(p, target(root))
+    assert "FULL APPLY" in boot(p, tmp_path)  # run_cmd runs at every boot (k3OS semantics)
+    p.node_config.write_text(CONFIG + "maculaos_typo: 1\n")
+    engine.apply(p, target(root))
+    assert "FULL APPLY" in boot(p, tmp_path)  # errors: try again, report again
 
 
 def test_keys_not_acted_on_yet_are_reported(root: Path) -> None:
@@ -146,12 +174,11 @@ def test_keys_not_acted_on_yet_are_reported(root: Path) -> None:
     assert result.not_acted_on == ["maculaos.mesh.realm"]
 
 
-def test_boot_fast_path_without_a_config_file(root: Path) -> None:
+def test_boot_fast_path_without_a_config_file(root: Path, tmp_path: Path) -> None:
     """A node that never got a config.yaml still skips the full apply on later boots."""
     p = paths(root)
-    net = root.parent / "net"
     (root / "usr/share/zoneinfo/UTC").write_bytes(b"TZif")  # the default time zone
     p.state.mkdir(parents=True)
-    assert fastpath.try_boot(p.node_config, p.image_defaults, None, p.status_file, net) is False
+    assert "FULL APPLY" in boot(p, tmp_path)  # first boot
     engine.apply(p, target(root))  # first boot: defaults applied, status written
-    assert fastpath.try_boot(p.node_config, p.image_defaults, None, p.status_file, net) is True
+    assert "config unchanged" in boot(p, tmp_path)

@@ -13,9 +13,9 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from maculaos.config import layers, paths
+from maculaos.config import fastpath, layers, paths
 from maculaos.config.applicators import APPLICATORS, CHECKS, ApplyError, Target, write_file
-from maculaos.config.fastpath import VOLATILE, fingerprint
+from maculaos.config.fastpath import VOLATILE
 from maculaos.config.schema import BY_PATH
 
 BANNERS = (Path("/run/motd.d/50-maculaos-config"), Path("/run/issue.d/50-maculaos-config.issue"))
@@ -106,6 +106,7 @@ def apply(p: Paths, target: Target, boot: bool = False) -> Result:
                 errors.append(f"run_cmd: {cmd!r} exited {r.returncode}: {r.stderr.strip()[:200]}")
             else:
                 changes.append(f"run_cmd: {cmd}")
+    volatile = any(str(w.get("path", "")).startswith(VOLATILE) for w in eff.values["write_files"])
     status = read_status(p)
     status.update(
         {
@@ -114,12 +115,7 @@ def apply(p: Paths, target: Target, boot: bool = False) -> Result:
             "last_changes": changes,
             "errors": errors,
             "run_cmd": eff.values["run_cmd"],
-            "volatile_writes": any(
-                str(w.get("path", "")).startswith(VOLATILE) for w in eff.values["write_files"]
-            ),
-            "fingerprint": fingerprint(
-                p.node_config, p.image_defaults, p.cmdline, target.sysfs_net
-            ),
+            "volatile_writes": volatile,
         }
     )
     if not eff.errors and p.node_config.exists():
@@ -137,6 +133,15 @@ def apply(p: Paths, target: Target, boot: bool = False) -> Result:
         status["last_applied"] = _now()
     if target.live or p.state.exists():
         p.state.mkdir(parents=True, exist_ok=True)
+        # the next boot may skip the apply only after a clean one with nothing to redo
+        status["fingerprint"] = fastpath.record(
+            p.state,
+            not errors and not volatile and not eff.values["run_cmd"],
+            p.node_config,
+            p.image_defaults,
+            p.cmdline,
+            target.sysfs_net,
+        )
         write_file(p.status_file, json.dumps(status, indent=2) + "\n", 0o600)
     _banner(p, eff.errors)
     pending = sorted(

@@ -1,76 +1,53 @@
-"""Boot fast path: when nothing that feeds the config changed since the last successful apply,
-there is nothing to do (the applied settings persist in /etc and systemd loads them: hostname,
-modules-load.d, sysctl.d, vconsole, locale, localtime). Standard library only and no YAML, so
-the check costs a Python start-up, not a full apply."""
+"""Boot fast path: the fingerprint of everything that feeds the config, recorded after a clean
+apply for ``boot.sh`` (the unit's ExecStart), which skips Python when it still matches.
+Standard library only."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import subprocess
 from pathlib import Path
 
 from maculaos import identity
-from maculaos.config.paths import BOOT_WORDS
 
 VOLATILE = ("/run/", "/tmp/", "/dev/", "/proc/", "/sys/")
+HERE = Path(__file__).parent
+FASTPATH_FILE = "config-fastpath"  # in the state directory: "<fingerprint> <mac file>"
 
 
-def _maculaos_words(cmdline: Path | None) -> str:
-    if cmdline is None:
-        return ""
-    try:
-        words = cmdline.read_text().split()
-    except OSError:
-        return ""
-    return " ".join(
-        w for w in words if w.startswith("maculaos.") and w.split("=", 1)[0] not in BOOT_WORDS
-    )
-
-
-def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError:
-        return b"<absent>"
+def mac_file(sysfs_net: Path = Path("/sys/class/net")) -> Path:
+    iface = identity.primary_interface(sysfs_net)
+    return iface / "address" if iface else Path("/nonexistent/no-network-interface")
 
 
 def fingerprint(
-    node_config: Path,
-    image_defaults: Path,
-    cmdline: Path | None,
-    sysfs_net: Path = Path("/sys/class/net"),
+    node_config: Path, image_defaults: Path, cmdline: Path | None, address_file: Path
 ) -> str:
-    h = hashlib.sha256()
-    for part in (
-        _read(node_config),
-        _read(image_defaults),
-        _maculaos_words(cmdline).encode(),
-        (identity.primary_mac(sysfs_net) or "").encode(),
-        _read(Path(__file__).with_name("applicators.py")),
-    ):
-        h.update(hashlib.sha256(part).digest())
-    return h.hexdigest()
+    args = [node_config, image_defaults, cmdline or Path("/nonexistent/cmdline"), address_file]
+    return subprocess.run(
+        ["sh", str(HERE / "fingerprint.sh"), *map(str, args), str(HERE / "applicators.py")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
 
 
-def try_boot(
+def record(
+    state: Path,
+    eligible: bool,
     node_config: Path,
     image_defaults: Path,
     cmdline: Path | None,
-    status_file: Path,
-    sysfs_net: Path = Path("/sys/class/net"),
-) -> bool:
-    """True when the boot needs no apply (and run_cmd has been run from the last apply)."""
-    try:  # no status yet: first boot (maybe with a seed volume) -> full apply
-        status = json.loads(status_file.read_text())
-    except (OSError, ValueError):
-        return False
-    if not isinstance(status, dict) or status.get("errors") or status.get("volatile_writes"):
-        return False
-    if status.get("fingerprint") != fingerprint(node_config, image_defaults, cmdline, sysfs_net):
-        return False
-    print("config unchanged since the last apply; its settings persist in /etc")
-    for cmd in status.get("run_cmd", []):
-        r = subprocess.run(["sh", "-c", cmd], check=False)
-        print(f"run_cmd: {cmd} (exit {r.returncode})")
-    return True
+    sysfs_net: Path,
+) -> str:
+    """Write (or, when the next boot must apply in full, remove) the fast-path record."""
+    address = mac_file(sysfs_net)
+    digest = fingerprint(node_config, image_defaults, cmdline, address)
+    path = state / FASTPATH_FILE
+    if eligible:
+        state.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(f"{digest} {address}\n")
+        tmp.replace(path)
+    else:
+        path.unlink(missing_ok=True)
+    return digest
