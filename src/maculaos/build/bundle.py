@@ -28,9 +28,9 @@ from maculaos.arch import Architecture
 from maculaos.build.finalize import artifact_name, sha256
 from maculaos.build.paths import CACHE
 from maculaos.log import die, step
+from maculaos.upgrade.sources import INDEX_FORMAT
 
 KEYS = CACHE / "keys"
-INDEX_FORMAT = "maculaos-index/1"
 
 
 @dataclasses.dataclass(frozen=True)

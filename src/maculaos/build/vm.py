@@ -190,19 +190,7 @@ class VM:
         boot_id = self.ssh("cat", "/proc/sys/kernel/random/boot_id").strip()
         self.ssh("sudo", "systemctl", "reboot", check=False, timeout=30)
         self.booted_at = time.monotonic()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            time.sleep(2)
-            r = subprocess.run(
-                self.ssh_args("cat", "/proc/sys/kernel/random/boot_id"),
-                check=False,
-                capture_output=True,
-                text=True,
-                timeout=30,
-            )
-            if r.returncode == 0 and r.stdout.strip() != boot_id:
-                return time.monotonic() - self.booted_at
-        die(f"node did not come back after reboot; console log: {self.serial_log}")
+        return self.wait_new_boot(boot_id, timeout)
 
     def boot_id(self) -> str | None:
         r = subprocess.run(
@@ -224,7 +212,7 @@ class VM:
             current = self.boot_id()
             if current and current != old_boot_id:
                 return time.monotonic() - start
-            time.sleep(3)
+            time.sleep(2)
         die(f"no new boot within {timeout:.0f}s; console log: {self.serial_log}")
 
     def power_cut(self) -> None:
