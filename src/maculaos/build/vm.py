@@ -193,13 +193,17 @@ class VM:
         return self.wait_new_boot(boot_id, timeout)
 
     def boot_id(self) -> str | None:
-        r = subprocess.run(
-            self.ssh_args("cat", "/proc/sys/kernel/random/boot_id"),
-            check=False,
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+        """This boot's id, or None while SSH does not answer (a reboot in progress)."""
+        try:
+            r = subprocess.run(
+                self.ssh_args("cat", "/proc/sys/kernel/random/boot_id"),
+                check=False,
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+        except subprocess.TimeoutExpired:
+            return None
         return r.stdout.strip() if r.returncode == 0 else None
 
     def wait_new_boot(self, old_boot_id: str, timeout: float = 600) -> float:
