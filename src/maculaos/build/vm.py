@@ -186,7 +186,7 @@ class VM:
             else None,
         )
 
-    def reboot(self, timeout: float = 300) -> float:
+    def reboot(self, timeout: float = 600) -> float:
         boot_id = self.ssh("cat", "/proc/sys/kernel/random/boot_id").strip()
         self.ssh("sudo", "systemctl", "reboot", check=False, timeout=30)
         self.booted_at = time.monotonic()
