@@ -15,7 +15,6 @@ Channels: stable sees stable releases, beta sees beta and stable, nightly sees a
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import re
@@ -27,6 +26,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from maculaos.disk import file_digest
 from maculaos.log import die
 
 INDEX_FORMAT = "maculaos-index/1"
@@ -213,7 +213,7 @@ def fetch(release: Release, cache: Path, retries: int = 5) -> Path:
     cache.mkdir(parents=True, exist_ok=True)
     name = Path(urllib.parse.urlparse(release.url).path).name
     final = cache / name
-    if final.exists() and release.sha256 and _sha256(final) == release.sha256:
+    if final.exists() and release.sha256 and file_digest(str(final)) == release.sha256:
         return final
     part = cache / (name + ".part")
     started, last = time.monotonic(), [0.0]
@@ -253,22 +253,15 @@ def fetch(release: Release, cache: Path, retries: int = 5) -> Path:
     return final
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _verify(path: Path, release: Release) -> None:
     if release.size is not None and path.stat().st_size != release.size:
         die(
             f"{path.name}: {path.stat().st_size} bytes, the index says {release.size}",
             "the download is incomplete or the bundle was replaced; run the upgrade again",
         )
-    if release.sha256 and _sha256(path) != release.sha256:
-        path.unlink(missing_ok=True) if path.name.endswith(".part") else None
+    if release.sha256 and file_digest(str(path)) != release.sha256:
+        if path.name.endswith(".part"):
+            path.unlink(missing_ok=True)
         die(
             f"{path.name}: sha256 does not match the index (tampered or corrupted); "
             "nothing was installed",
