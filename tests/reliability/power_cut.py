@@ -19,6 +19,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from maculaos.build import vm as vmlib
 from maculaos.build.paths import REPO
@@ -26,6 +27,42 @@ from tests.support import powercut
 from tests.support.release_server import serve
 from tests.vm import upgrade_fixtures
 from tests.vm.conftest import built_image, ssh_key
+
+PHASES = (  # the last line `maculaos upgrade --apply` logged before the cut -> its phase
+    ("after apply", ("Consumed", "Installing done", "installed", "reboot")),
+    # the slot is written; RAUC makes it primary after this line: either slot is right
+    ("slot written, switching", ("Updating slots done",)),
+    ("slot write", ("Determining target", "Copying image")),
+    ("signature check", ("Verifying signature", "Checking bundle")),
+    # progress goes to the journal in steps: "found" is the last line for most of a download
+    ("download", ("MiB/s", "found ")),
+    ("started", ("Started apply",)),
+)
+
+
+def phase(progress: str) -> str:
+    for name, marks in PHASES:
+        if any(m in progress for m in marks):
+            return name
+    return "other"
+
+
+def by_phase(cuts: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """Per apply phase at the cut: how many cuts, how many came back on a good slot, and
+    whether the node stayed on the slot it ran before the cut or booted the new one."""
+    before: dict[object, str] = {}  # each node starts on slot A
+    table: dict[str, dict[str, int]] = {}
+    for c in cuts:
+        row = table.setdefault(
+            phase(str(c.get("apply_progress_at_cut", ""))),
+            {"cuts": 0, "good": 0, "stayed": 0, "switched": 0},
+        )
+        row["cuts"] += 1
+        row["good"] += bool(c["good"])
+        if "booted" in c:
+            row["stayed" if c["booted"] == before.get(c["vm"], "A") else "switched"] += 1
+            before[c["vm"]] = str(c["booted"])
+    return table
 
 
 def main() -> int:
@@ -35,13 +72,17 @@ def main() -> int:
     p.add_argument("--max-delay", type=float, default=60)
     p.add_argument("--vms", type=int, default=2, help="nodes cut in parallel")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--summarize", type=Path, help="print the phase table of a results file")
     args = p.parse_args()
+    if args.summarize:
+        print(json.dumps(by_phase(json.loads(args.summarize.read_text())["cuts"]), indent=2))
+        return 0
     rng = random.Random(args.seed)
     delays = [rng.uniform(args.min_delay, args.max_delay) for _ in range(args.runs)]
     image = built_image()
     out = REPO / "bench" / "results" / f"power-cut-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    cuts: list[dict[str, object]] = []
+    cuts: list[dict[str, Any]] = []
     lock = threading.Lock()
 
     def worker(vm_index: int, source: str, versions: tuple[str, str]) -> None:
@@ -59,7 +100,13 @@ def main() -> int:
                     cuts.append(cut)
                     good = sum(1 for c in cuts if c["good"])
                     print(f"cut {len(cuts)}/{args.runs}: {json.dumps(cut)}", flush=True)
-                    doc = {"runs": len(cuts), "good": good, "image": image.name, "cuts": cuts}
+                    doc = {
+                        "runs": len(cuts),
+                        "good": good,
+                        "image": image.name,
+                        "by_phase": by_phase(cuts),
+                        "cuts": cuts,
+                    }
                     out.write_text(json.dumps(doc, indent=2) + "\n")
 
     with tempfile.TemporaryDirectory(dir="/var/tmp", prefix="maculaos-powercut-") as tmp:
