@@ -32,7 +32,7 @@ PHASES = (  # the last line `maculaos upgrade --apply` logged before the cut -> 
     ("after apply", ("Consumed", "Installing done", "installed", "reboot")),
     # the slot is written; RAUC makes it primary after this line: either slot is right
     ("slot written, switching", ("Updating slots done",)),
-    ("slot write", ("Determining target", "Copying image")),
+    ("slot write", ("installing ", "Determining target", "Copying image")),
     ("signature check", ("Verifying signature", "Checking bundle")),
     # progress goes to the journal in steps: "found" is the last line for most of a download
     ("download", ("MiB/s", "found ")),

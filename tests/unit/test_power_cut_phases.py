@@ -11,6 +11,7 @@ def test_phase_from_the_last_apply_line() -> None:
     assert phase("found 0.2.0 (stable) at http://10.0.2.2:1/v2/x.raucb") == "download"
     assert phase("10% Verifying signature") == "signature check"
     assert phase("94% Copying image to rootfs.1") == "slot write"
+    assert phase("installing 0.2.0 into slot A (slot B keeps 0.2.0)") == "slot write"
     assert phase("99% Updating slots done.") == "slot written, switching"
     assert phase("apply-under-test.service: Consumed 22.3s CPU time") == "after apply"
     assert phase("Started apply-under-test.service - [systemd-run] …") == "started"
