@@ -68,9 +68,14 @@ def test_mark_good_ends_the_trial(envfile: Path) -> None:
     assert env.choose() == ("B", False)
 
 
-def test_nothing_bootable_falls_back_to_last_good() -> None:
-    env = BootEnv(["B", "A"], {"A": Slot(False, None), "B": Slot(True, 0)}, "A")
+def test_nothing_bootable_falls_back_to_last_good_only_when_it_is_ok() -> None:
+    env = BootEnv(["B", "A"], {"A": Slot(True, 0), "B": Slot(True, 0)}, "A")
     assert env.choose() == ("A", True)
+    # a LAST_GOOD that names a bad (failed or half-written) slot is never booted
+    env = BootEnv(["B", "A"], {"A": Slot(False, None), "B": Slot(True, 0)}, "A")
+    assert env.choose() == ("B", True)
+    env = BootEnv(["B", "A"], {"A": Slot(False, None), "B": Slot(False, None)}, "")
+    assert env.choose() == ("B", True)
 
 
 def test_backend_get_state_and_primary(envfile: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -103,7 +108,7 @@ def test_refuses_values_grub_could_misread() -> None:
     order=st.permutations(["A", "B"]),
     oks=st.tuples(st.booleans(), st.booleans()),
     lefts=st.tuples(st.none() | st.integers(0, 9), st.none() | st.integers(0, 9)),
-    last_good=st.sampled_from(["A", "B"]),
+    last_good=st.sampled_from(["A", "B", ""]),
 )
 def test_roundtrip_fits_one_sector_and_always_boots_something(
     order: list[str],
@@ -119,5 +124,9 @@ def test_roundtrip_fits_one_sector_and_always_boots_something(
     again = BootEnv.from_variables(bootenv.parse_block(block))
     assert again == env
     chosen, fallback = env.choose()
-    assert chosen in ("A", "B")
-    assert fallback or env.slots[chosen].bootable
+    if any(s.bootable for s in env.slots.values()):
+        assert not fallback and env.slots[chosen].bootable
+    elif any(s.ok for s in env.slots.values()):
+        assert fallback and env.slots[chosen].ok
+    else:
+        assert fallback and chosen == env.order[0]

@@ -7,10 +7,15 @@ in place; GRUB's own ``save_env`` writes in place too — see docs/decisions/000
     A_OK=1        1: the slot may be booted; 0: bad (failed, or being written)
     A_LEFT=       empty: established (marked good since it was installed);
                   N: on trial, N boots left (GRUB takes one before each boot of it)
-    LAST_GOOD=A   the slot last marked good (the recovery menu entry boots it)
+    LAST_GOOD=A   a slot confirmed good since it was last written, or empty: it is moved to
+                  the other slot (or cleared) before its slot is written or put on trial
 
-GRUB picks the first slot in ORDER that is OK and either established or has tries left, and
-boots LAST_GOOD when none qualifies. ``choose`` is the same rule in Python.
+GRUB picks the first slot in ORDER that is OK and either established or has tries left. When
+none qualifies it boots, in this order: LAST_GOOD if that slot is OK; the first slot in ORDER
+that is OK (completely written, tries spent); the first slot in ORDER. The recovery entry
+(GRUB's fallback when the chosen kernel cannot be loaded) boots LAST_GOOD when it is OK and not
+the slot just chosen, else the other slot. ``choose`` and ``recovery`` are the same rules in
+Python; the GRUB side is ansible/roles/image/templates/esp/EFI/maculaos/grub.cfg.j2.
 
 Standard library only.
 """
@@ -60,7 +65,7 @@ class Slot:
 class BootEnv:
     order: list[str]
     slots: dict[str, Slot]
-    last_good: str = "A"
+    last_good: str = "A"  # "" when no slot is confirmed good since it was written
     extra: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @classmethod
@@ -73,11 +78,32 @@ class BootEnv:
         return self.order[0]
 
     def choose(self) -> tuple[str, bool]:
-        """What GRUB boots next, and whether it had to fall back to LAST_GOOD."""
+        """What GRUB boots next, and whether no slot qualified (a fallback)."""
         for name in self.order:
             if self.slots[name].bootable:
                 return name, False
-        return (self.last_good if self.last_good in SLOTS else SLOTS[0]), True
+        if self.last_good in SLOTS and self.slots[self.last_good].ok:
+            return self.last_good, True
+        for name in self.order:
+            if self.slots[name].ok:  # completely written: safer than one that may be torn
+                return name, True
+        return self.order[0], True
+
+    def recovery(self, chosen: str) -> str:
+        """The slot the recovery entry boots when ``chosen``'s kernel cannot be loaded."""
+        if self.last_good in SLOTS and self.last_good != chosen and self.slots[self.last_good].ok:
+            return self.last_good
+        return self.other(chosen)
+
+    def established(self, name: str) -> bool:
+        """Confirmed good since it was last written: OK and not on trial."""
+        return self.slots[name].ok and self.slots[name].left is None
+
+    def _forget_good(self, name: str) -> None:
+        """``name`` is about to be written or put on trial: LAST_GOOD must not name it."""
+        if self.last_good == name:
+            other = self.other(name)
+            self.last_good = other if self.established(other) else ""
 
     def other(self, name: str) -> str:
         return next(s for s in SLOTS if s != name)
@@ -85,10 +111,15 @@ class BootEnv:
     # the four RAUC bootchooser operations
     def set_primary(self, name: str, tries: int | None) -> None:
         """``tries``: boots the slot gets before GRUB falls back (None: no trial)."""
+        if tries is not None:
+            self._forget_good(name)
         self.order = [name] + [s for s in self.order if s != name]
         self.slots[name] = Slot(True, tries)
 
     def set_state(self, name: str, good: bool) -> None:
+        """good: confirmed (the health gate); bad: failed, or about to be written (RAUC)."""
+        if not good:
+            self._forget_good(name)
         self.slots[name] = Slot(good, None)
         if good:
             self.last_good = name
@@ -110,12 +141,13 @@ class BootEnv:
         slots = {}
         for name in SLOTS:
             left_text = v.get(f"{name}_LEFT", "")
-            left = int(left_text) if left_text.isdigit() else None
+            # GRUB's test -gt reads a damaged count as 0: no boots left, never "established"
+            left = None if left_text == "" else (int(left_text) if left_text.isdigit() else 0)
             slots[name] = Slot(v.get(f"{name}_OK", "0") == "1", left)
         known = {"ORDER", "LAST_GOOD"} | {f"{s}_{k}" for s in SLOTS for k in ("OK", "LEFT")}
         extra = {k: val for k, val in v.items() if k not in known}
         last_good = v.get("LAST_GOOD", "A")
-        return cls(order, slots, last_good if last_good in SLOTS else "A", extra)
+        return cls(order, slots, last_good if last_good in SLOTS else "", extra)
 
 
 def parse_block(data: bytes) -> dict[str, str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import re
 import subprocess
@@ -11,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from maculaos.disk import file_digest
 from maculaos.log import MaculaError, die
 from maculaos.upgrade import bootenv, health, sources, state
 
@@ -21,9 +23,32 @@ _MACHINE = {"x86_64": "amd64", "aarch64": "arm64"}
 
 
 def _config() -> dict[str, Any]:
-    from maculaos.config import layers  # noqa: PLC0415
+    from maculaos.config import layers, paths  # noqa: PLC0415
 
+    for path in (paths.NODE_CONFIG, paths.LAST_GOOD):
+        if path.exists() and not os.access(path, os.R_OK):
+            # never fall back to the default source (or channel) without saying so
+            die(
+                f"cannot read {path}: the node's update settings are readable by root only",
+                "run it with sudo, or name the source and channel: --from URL --channel stable",
+            )
     return layers.load().values
+
+
+def _settings(args: argparse.Namespace) -> tuple[str, str]:
+    """Source and channel: the command line's, else the node config's."""
+    if args.source and args.channel:
+        return args.source, args.channel
+    cfg = _config()
+    return (
+        args.source or cfg["maculaos.upgrade.url"],
+        args.channel or cfg["maculaos.upgrade.channel"],
+    )
+
+
+def _need_root(what: str) -> None:
+    if os.geteuid() != 0:
+        die(f"maculaos upgrade {what} needs root", f"sudo maculaos upgrade {what}")
 
 
 def _arch() -> str:
@@ -68,8 +93,7 @@ def rauc_info(bundle: Path) -> dict[str, Any]:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    cfg = _config()
-    source = args.source or cfg["maculaos.upgrade.url"]
+    source, channel = _settings(args)
     current = state.os_release_version() or "0"
     releases = sources.list_releases(source)
     report = {}
@@ -81,10 +105,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"running": current, "source": source, "channels": report}, indent=2))
         return 0
-    print(
-        f"running {current}; source {source}; "
-        f"channel {args.channel or cfg['maculaos.upgrade.channel']}"
-    )
+    print(f"running {current}; source {source}; channel {channel}")
     for channel, r in report.items():
         if r["version"] is None:
             print(f"  {channel:8} none")
@@ -94,21 +115,65 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_apply(args: argparse.Namespace) -> int:
-    cfg = _config()
-    booted = _booted()
-    source = args.source or cfg["maculaos.upgrade.url"]
-    channel = args.channel or cfg["maculaos.upgrade.channel"]
-    current = state.os_release_version() or "0"
-    releases = sources.list_releases(source)
-    release = sources.newest(releases, channel, _arch(), current)
-    if release is None and args.allow_downgrade:
-        mine = sources.candidates(releases, channel, _arch())
-        release = mine[-1] if mine else None
-    if release is None:
-        print(f"up to date: {current} is the newest {channel} release at {source}")
-        return 0
-    print(f"found {release.version} ({release.channel}) at {release.url}", flush=True)
+def install_refusal(
+    env: bootenv.BootEnv, booted: str, data: dict[str, Any], boot_id: str
+) -> str | None:
+    """Why installing now could overwrite the only known-good system, or None when it is safe:
+    the running slot must be confirmed good and this boot judged healthy by the health gate."""
+    other = env.other(booted)
+    slot = env.slots[booted]
+    if not env.established(booted):
+        return (
+            f"slot {booted} (running) is {slot.state}: the health gate has not confirmed it, "
+            f"so slot {other} may hold the only known-good system and an install would "
+            f"overwrite it. Allowed once `maculaos upgrade status` shows slot {booted} good "
+            "(the health gate decides at boot, within maculaos.upgrade.health_timeout)"
+        )
+    h = data.get("last_health") or {}
+    if not isinstance(h, dict) or h.get("boot_id") != boot_id or h.get("slot") != booted:
+        return (
+            "the health gate has not judged this boot yet. Allowed once it has "
+            "(systemctl status maculaos-health; maculaos upgrade status shows the verdict)"
+        )
+    if not h.get("healthy"):
+        return (
+            f"this boot is unhealthy ({h.get('reason')}). Allowed after a healthy boot: fix "
+            "the cause and reboot, or go back with maculaos upgrade --rollback"
+        )
+    return None
+
+
+def choose_release(
+    args: argparse.Namespace, releases: list[sources.Release], channel: str, current: str,
+    data: dict[str, Any],
+) -> sources.Release | None:  # fmt: skip
+    """The newest release to install; releases that were rolled back on this node are skipped
+    (said out loud) unless --retry-failed."""
+    mine = sources.candidates(releases, channel, _arch())
+    if not args.allow_downgrade:
+        mine = [r for r in mine if sources.version_key(r.version) > sources.version_key(current)]
+    for release in reversed(mine):
+        digest = release.sha256
+        if digest is None and "://" not in release.url and Path(release.url).is_file():
+            digest = file_digest(release.url)  # a bundle on a stick: its digest is at hand
+        if digest is None and not args.retry_failed:
+            # a remote bundle without a published digest: judged once downloaded
+            failed = None
+        else:
+            failed = state.failed_release(data, release.version, digest)
+        if failed is None or args.retry_failed:
+            return release
+        print(
+            f"skipping {release.version}: it was rolled back on this node ({failed['time']}: "
+            f"{failed['reason']}); install it anyway with --apply --retry-failed",
+            flush=True,
+        )
+    return None
+
+
+def verified_bundle(release: sources.Release) -> tuple[Path, str]:
+    """Fetch the bundle; check its signature, compatible and version; return it and its
+    sha256."""
     bundle = sources.fetch(release, DOWNLOADS)
     try:
         info = rauc_info(bundle)
@@ -125,12 +190,40 @@ def cmd_apply(args: argparse.Namespace) -> int:
         )
     if version != release.version:
         die(f"{bundle.name} says version {version}, the source said {release.version}; refused")
+    return bundle, release.sha256 or file_digest(str(bundle))
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    _need_root("--apply")
+    cfg = _config()
+    booted = _booted()
+    source, channel = _settings(args)
+    current = state.os_release_version() or "0"
+    data = state.load()
+    refusal = install_refusal(bootenv.read(), booted, data, state.boot_id())
+    if refusal:
+        die(f"not installing now: {refusal}; nothing changed")
+    releases = sources.list_releases(source)
+    release = choose_release(args, releases, channel, current, data)
+    if release is None:
+        print(f"up to date: {current} is the newest {channel} release at {source} to install")
+        return 0
+    print(f"found {release.version} ({release.channel}) at {release.url}", flush=True)
+    bundle, digest = verified_bundle(release)
+    failed = state.failed_release(data, release.version, digest)
+    if failed and not args.retry_failed:
+        die(
+            f"{release.version} was rolled back on this node ({failed['time']}: "
+            f"{failed['reason']}); nothing installed",
+            "install it anyway with --apply --retry-failed",
+        )
     env_before = bootenv.read()
     target = env_before.other(booted)
     tries = int(cfg["maculaos.upgrade.max_tries"])
     data = state.load()
     data["installs"][target] = {
         "version": release.version,
+        "sha256": digest,
         "installed_at": state.now(),
         "tries": tries,
         "source": release.url,
@@ -163,6 +256,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
+    _need_root("--rollback")
     booted = _booted()
     env = bootenv.read()
     other = env.other(booted)
@@ -185,6 +279,12 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 def status_data() -> dict[str, Any]:
     booted = bootenv.booted_slot()
+    if os.geteuid() != 0 and not os.access(bootenv.GRUBENV, os.R_OK):
+        die(
+            "maculaos upgrade status needs root: the boot environment on the ESP is readable "
+            "by root only",
+            "sudo maculaos upgrade status",
+        )
     env = bootenv.read()
     data = state.load()
     nxt, fallback = env.choose()
@@ -212,6 +312,8 @@ def status_data() -> dict[str, Any]:
         "last_health": data["last_health"],
         "last_rollback": data["last_rollback"],
         "unhealthy_boots": data["attempts"][-5:],
+        "failed_releases": data["failed_releases"],
+        "install_blocked": install_refusal(env, booted, data, state.boot_id()) if booted else None,
     }
 
 
@@ -231,7 +333,9 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"slot {name}:     {slot['version'] or '-':12} {slot['state']}{left}"
             + (f"  ({', '.join(flags)})" if flags else "")
         )
-    print(f"last good:  slot {s['last_good']}")
+    print(f"last good:  {'slot ' + s['last_good'] if s['last_good'] else 'none confirmed'}")
+    if s["install_blocked"]:
+        print(f"installing: not now: {s['install_blocked']}")
     h = s["last_health"]
     if h:
         verdict = "healthy" if h["healthy"] else "UNHEALTHY"
@@ -241,6 +345,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     rb = s["last_rollback"]
     if rb:
         print("last rollback:\n  " + state.rollback_text(rb).replace("\n", "\n  ").rstrip())
+    if s["failed_releases"]:
+        print("rolled back, not installed again by itself (--apply --retry-failed to insist):")
+        for f in s["failed_releases"]:
+            print(f"  {f.get('version')}  {f.get('time')}  {f.get('reason')}")
     return 0
 
 
@@ -259,7 +367,7 @@ def cmd_auto(args: argparse.Namespace) -> int:
         if cfg["maculaos.upgrade.auto_check"]:
             return cmd_check(args)
     except MaculaError as e:
-        print(f"update check failed: {e}", file=sys.stderr)
+        print(f"no update installed: {e}", file=sys.stderr)
         return 0
     print("automatic update checks are off (maculaos.upgrade.auto_check: false)")
     return 0
@@ -315,6 +423,11 @@ def add_parser(sub: Any) -> None:
         "--allow-downgrade",
         action="store_true",
         help="with --apply: install the source's newest release even if it is not newer",
+    )
+    p.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="with --apply: install a release even though it was rolled back on this node",
     )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)

@@ -125,6 +125,7 @@ def gate(reboot: Callable[[], None], config: dict[str, Any] | None = None) -> in
         "healthy": healthy,
         "reason": reason,
         "time": state.now(),
+        "boot_id": state.boot_id(),  # `upgrade --apply` waits for this boot's verdict
     }
     if healthy:
         if slot.left is not None:
@@ -198,6 +199,7 @@ def detect_rollback(
     env.order = [booted, primary]
     bootenv.write(env)
     data["last_rollback"] = record
+    state.remember_failed(data, failed_version, install.get("sha256"), reason, primary)
     state.save(data)
     print("ROLLBACK: " + state.rollback_text(record).replace("\n", " ").strip(), flush=True)
     return record

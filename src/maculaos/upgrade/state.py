@@ -40,6 +40,8 @@ def load(state_dir: Path | None = None) -> dict[str, Any]:
     data.setdefault("attempts", [])
     data.setdefault("last_rollback", None)
     data.setdefault("last_health", None)
+    if not isinstance(data.get("failed_releases"), list):
+        data["failed_releases"] = []
     return data
 
 
@@ -48,6 +50,40 @@ def save(data: dict[str, Any], state_dir: Path | None = None) -> None:
     data["attempts"] = data["attempts"][-MAX_ATTEMPTS:]
     write_file(state_dir / "state.json", json.dumps(data, indent=2, sort_keys=True) + "\n")
     os.sync()
+
+
+def boot_id(path: Path = Path("/proc/sys/kernel/random/boot_id")) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return ""
+
+
+def remember_failed(
+    data: dict[str, Any], version: str, sha256: str | None, reason: str, slot: str
+) -> None:
+    """A release that was rolled back: ``auto_apply`` never installs it again by itself."""
+    entry = {"version": version, "sha256": sha256, "reason": reason, "slot": slot, "time": now()}
+    data["failed_releases"] = [
+        f for f in data["failed_releases"] if not _same(f, version, sha256)
+    ] + [entry]
+    data["failed_releases"] = data["failed_releases"][-MAX_ATTEMPTS:]
+
+
+def _same(record: Any, version: str, sha256: str | None) -> bool:
+    if not isinstance(record, dict) or record.get("version") != version:
+        return False
+    known = record.get("sha256")
+    # a bundle whose digest is unknown on either side counts as the same release
+    return not known or not sha256 or known == sha256
+
+
+def failed_release(data: dict[str, Any], version: str, sha256: str | None) -> dict[str, Any] | None:
+    """The record of an earlier rollback from this release (same version and bundle), if any."""
+    for record in reversed(data["failed_releases"]):
+        if _same(record, version, sha256):
+            return dict(record)
+    return None
 
 
 def os_release_version(path: Path = OS_RELEASE) -> str | None:
