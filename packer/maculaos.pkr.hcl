@@ -34,10 +34,16 @@ build {
   sources = ["source.qemu.maculaos"]
 
   provisioner "ansible" {
-    playbook_file    = "${path.root}/../ansible/image.yml"
-    user             = "root"
-    use_proxy        = false
-    ansible_env_vars = ["ANSIBLE_CONFIG=${path.root}/../ansible.cfg", "ANSIBLE_FORCE_COLOR=0"]
+    playbook_file = "${path.root}/../ansible/image.yml"
+    user          = "root"
+    use_proxy     = false
+    # the build VM is a throwaway local guest with fresh host keys: no host key checking here
+    # (the fleet's inventories check strictly; ansible.cfg does not switch it off)
+    ansible_env_vars = [
+      "ANSIBLE_CONFIG=${path.root}/../ansible.cfg", "ANSIBLE_FORCE_COLOR=0",
+      "ANSIBLE_HOST_KEY_CHECKING=False",
+      "ANSIBLE_SSH_ARGS=-o ControlMaster=auto -o ControlPersist=120s -o UserKnownHostsFile=/dev/null",
+    ]
     extra_arguments = [
       "--extra-vars", "image_arch=${var.arch}",
       "--extra-vars", "image_version=${var.version}",

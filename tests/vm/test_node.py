@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import secrets
+import shutil
 import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 import testinfra
+import yaml
 
 from maculaos.build import vm as vmlib
 
 pytestmark = pytest.mark.vm
+REPO = Path(__file__).resolve().parents[2]
 
 
 def host(vm: vmlib.VM) -> Any:
@@ -156,3 +162,44 @@ def test_grub_environment_switches_to_slot_b(node: vmlib.VM) -> None:
     assert root == h.check_output("readlink -f /dev/disk/by-partlabel/rootfs-b")
     # state is shared between slots
     assert h.file("/etc/maculaos-test").exists
+
+
+def test_item13_fleet_trusts_a_node_only_by_the_fingerprint_it_shows(
+    nodes: tuple[vmlib.VM, vmlib.VM], tmp_path: Path
+) -> None:
+    """The edge inventory checks host keys strictly: an unknown node is unreachable until
+    scripts/trust-node.sh adds its key, and only when the fingerprint matches the one the node
+    shows on its console (/run/issue.d); the other node's fingerprint is refused."""
+    node, other = nodes
+    inv = tmp_path / "edge"
+    shutil.copytree(REPO / "inventories" / "edge", inv)
+    hosts = yaml.safe_load((inv / "hosts.yml").read_text())
+    hosts["all"]["children"]["edge"]["hosts"] = {
+        "node-1": {"ansible_host": "127.0.0.1", "ansible_port": node.port,
+                   "ansible_ssh_private_key_file": str(node.key)}
+    }  # fmt: skip
+    (inv / "hosts.yml").write_text(yaml.safe_dump(hosts))
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+    ansible = [str(Path(sys.executable).parent / "ansible"), "-i", str(inv), "edge", "-m", "ping"]
+
+    def ping() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(ansible, check=False, env=env, capture_output=True, text=True, timeout=300)
+
+    r = ping()
+    assert r.returncode != 0 and "Host key verification failed" in r.stdout + r.stderr, r
+    console = node.ssh("cat", "/run/issue.d/40-maculaos-ssh.issue")
+    fingerprint = re.search(r"ED25519 (SHA256:\S+)", console)
+    assert fingerprint, console
+    theirs = re.search(
+        r"ED25519 (SHA256:\S+)", other.ssh("cat", "/run/issue.d/40-maculaos-ssh.issue")
+    )
+    assert theirs and theirs[1] != fingerprint[1]
+    trust = [str(REPO / "scripts" / "trust-node.sh"), "-i", str(inv), "-p", str(node.port)]
+    before = (inv / "known_hosts").read_text()
+    r = subprocess.run([*trust, "127.0.0.1", theirs[1]], check=False, capture_output=True, text=True)
+    assert r.returncode == 1 and "offered a different key; nothing trusted" in r.stderr, r
+    assert (inv / "known_hosts").read_text() == before
+    r = subprocess.run([*trust, "127.0.0.1", fingerprint[1]], check=False, capture_output=True, text=True)
+    assert r.returncode == 0, r
+    r = ping()
+    assert r.returncode == 0 and '"ping": "pong"' in r.stdout, r
