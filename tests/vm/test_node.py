@@ -183,7 +183,9 @@ def test_item13_fleet_trusts_a_node_only_by_the_fingerprint_it_shows(
     ansible = [str(Path(sys.executable).parent / "ansible"), "-i", str(inv), "edge", "-m", "ping"]
 
     def ping() -> subprocess.CompletedProcess[str]:
-        return subprocess.run(ansible, check=False, env=env, capture_output=True, text=True, timeout=300)
+        return subprocess.run(
+            ansible, check=False, env=env, capture_output=True, text=True, timeout=300
+        )
 
     r = ping()
     assert r.returncode != 0 and "Host key verification failed" in r.stdout + r.stderr, r
@@ -196,10 +198,14 @@ def test_item13_fleet_trusts_a_node_only_by_the_fingerprint_it_shows(
     assert theirs and theirs[1] != fingerprint[1]
     trust = [str(REPO / "scripts" / "trust-node.sh"), "-i", str(inv), "-p", str(node.port)]
     before = (inv / "known_hosts").read_text()
-    r = subprocess.run([*trust, "127.0.0.1", theirs[1]], check=False, capture_output=True, text=True)
+    r = subprocess.run(
+        [*trust, "127.0.0.1", theirs[1]], check=False, capture_output=True, text=True
+    )
     assert r.returncode == 1 and "offered a different key; nothing trusted" in r.stderr, r
     assert (inv / "known_hosts").read_text() == before
-    r = subprocess.run([*trust, "127.0.0.1", fingerprint[1]], check=False, capture_output=True, text=True)
+    r = subprocess.run(
+        [*trust, "127.0.0.1", fingerprint[1]], check=False, capture_output=True, text=True
+    )
     assert r.returncode == 0, r
     r = ping()
     assert r.returncode == 0 and '"ping": "pong"' in r.stdout, r
