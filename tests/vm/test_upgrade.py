@@ -87,6 +87,27 @@ def test_bad_bundles_are_refused(unode: vmlib.VM, server: str, scenario: str, ex
     assert slot_fingerprint(unode, "rootfs-b") == before_b
 
 
+def test_item1_apply_refuses_while_the_running_slot_is_on_trial(
+    unode: vmlib.VM, server: str
+) -> None:
+    """Slot A put on trial by hand (as after an update, before the health gate's verdict):
+    installing would overwrite B, so --apply refuses and neither B nor the environment move."""
+    grubenv = "/efi/EFI/maculaos/grubenv"
+    unode.ssh("sudo", "grub-editenv", grubenv, "set", "A_LEFT=2")
+    try:
+        before_env = unode.ssh("sudo", "grub-editenv", grubenv, "list")
+        before_b = slot_fingerprint(unode, "rootfs-b")
+        rc, out = upgrade(unode, "--apply", "--from", f"{server}/v2", check=False)
+        assert rc == 1, out
+        assert "not installing now: slot A (running) is trial (2 boots left)" in out
+        assert "Allowed once" in out
+        assert unode.ssh("sudo", "grub-editenv", grubenv, "list") == before_env
+        assert slot_fingerprint(unode, "rootfs-b") == before_b
+        assert "installing: not now" in unode.ssh("sudo", "maculaos", "upgrade", "status")
+    finally:
+        unode.ssh("sudo", "grub-editenv", grubenv, "set", "A_LEFT=")
+
+
 def test_apply_v2_then_reboot_runs_it_from_slot_b(
     unode: vmlib.VM, server: str, releases: upgrade_fixtures.Releases
 ) -> None:
@@ -151,6 +172,22 @@ def test_unhealthy_v3_rolls_back_by_itself(
     assert "ROLLBACK" in journal and "ssh.service failed" in journal
     text = unode.ssh("sudo", "maculaos", "upgrade", "status")
     assert "last rollback" in text and releases.v3_unhealthy in text
+
+
+def test_item2_a_rolled_back_release_is_not_installed_again(
+    unode: vmlib.VM, server: str, releases: upgrade_fixtures.Releases
+) -> None:
+    before_b = slot_fingerprint(unode, "rootfs-b")
+    _, out = upgrade(unode, "--apply", "--from", f"{server}/v3-unhealthy")
+    assert f"skipping {releases.v3_unhealthy}: it was rolled back on this node" in out
+    assert "--retry-failed" in out and "installing" not in out
+    assert slot_fingerprint(unode, "rootfs-b") == before_b
+    s = status(unode)
+    assert [f["version"] for f in s["failed_releases"]] == [releases.v3_unhealthy]
+    assert "ssh.service failed" in s["failed_releases"][0]["reason"]
+    assert s["slots"]["B"]["state"] == "bad"
+    text = unode.ssh("sudo", "maculaos", "upgrade", "status")
+    assert "rolled back, not installed again by itself" in text
 
 
 def test_panicking_v3_rolls_back_by_itself(
