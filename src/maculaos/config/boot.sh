@@ -8,10 +8,29 @@ state=${MACULAOS_STATE:-/var/lib/maculaos/state}
 node=${MACULAOS_NODE_CONFIG:-/var/lib/maculaos/config.yaml}
 image=${MACULAOS_IMAGE_DEFAULTS:-/usr/lib/maculaos/config.yaml}
 cmdline=${MACULAOS_CMDLINE:-/proc/cmdline}
-if [ -r "$state/config-fastpath" ] && read -r want mac_file < "$state/config-fastpath" &&
+# (a node config that is not a regular file -- a FIFO, a device -- could block sha256sum:
+# Python reports it instead)
+if [ -r "$state/config-fastpath" ] && { [ ! -e "$node" ] || [ -f "$node" ]; } &&
+   read -r want mac_file < "$state/config-fastpath" &&
    [ -n "$want" ] &&
    [ "$(sh "$here/fingerprint.sh" "$node" "$image" "$cmdline" "$mac_file" "$here/applicators.py")" = "$want" ]; then
   echo "config unchanged since the last apply; its settings persist in /etc"
   exit 0
 fi
-exec "${MACULAOS_BIN:-/usr/bin/maculaos}" config apply --boot
+# A full apply is bounded (the unit's TimeoutStartSec= is the backstop): a hung modprobe or
+# run_cmd must not hold the boot. Stopped, it leaves the settings each applicator had already
+# written (each file atomically), promotes nothing and records no clean fingerprint, so the next
+# boot tries again; the unit still succeeds, so the boot and its health check go on.
+limit=${MACULAOS_APPLY_TIMEOUT:-80}
+timeout -k 5 "$limit" "${MACULAOS_BIN:-/usr/bin/maculaos}" config apply --boot
+rc=$?
+if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+  msg="maculaos config apply did not finish within ${limit}s and was stopped; see: journalctl -b -u maculaos-config"
+  echo "$msg" >&2
+  run=${MACULAOS_RUN:-/run}
+  for banner in "$run/motd.d/50-maculaos-config" "$run/issue.d/50-maculaos-config.issue"; do
+    mkdir -p "${banner%/*}" && printf '\n*** MaculaOS: %s ***\n\n' "$msg" > "$banner"
+  done 2>/dev/null
+  exit 0
+fi
+exit "$rc"

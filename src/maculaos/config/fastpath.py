@@ -39,15 +39,16 @@ def record(
     cmdline: Path | None,
     sysfs_net: Path,
 ) -> str:
-    """Write (or, when the next boot must apply in full, remove) the fast-path record."""
+    """Write (or, when the next boot must apply in full, remove) the fast-path record; its
+    digest, or "" when removed."""
+    path = state / FASTPATH_FILE
+    if not eligible:  # no digest either: the inputs may be what failed (a FIFO, a huge file)
+        path.unlink(missing_ok=True)
+        return ""
     address = mac_file(sysfs_net)
     digest = fingerprint(node_config, image_defaults, cmdline, address)
-    path = state / FASTPATH_FILE
-    if eligible:
-        state.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(f"{digest} {address}\n")
-        tmp.replace(path)
-    else:
-        path.unlink(missing_ok=True)
+    state.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(f"{digest} {address}\n")
+    tmp.replace(path)
     return digest

@@ -14,7 +14,7 @@ from typing import Any
 
 from maculaos.config.paths import BOOT_WORDS, CMDLINE, IMAGE_DEFAULTS, LAST_GOOD, NODE_CONFIG
 from maculaos.config.schema import BY_PATH
-from maculaos.config.validate import check_value, defaults, parse, validate
+from maculaos.config.validate import check_value, defaults, parse, read, validate
 
 
 @dataclasses.dataclass
@@ -26,13 +26,10 @@ class Effective:
 
 
 def _read_layer(path: Path) -> tuple[dict[str, Any], list[str]]:
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        return {}, []
-    except (OSError, UnicodeDecodeError) as e:
-        return {}, [f"{path}: cannot read: {e}"]
-    doc, errors = parse(text, str(path))
+    data, errors = read(path)
+    if data is None:
+        return {}, errors
+    doc, errors = parse(data, str(path))
     if errors:
         return {}, errors
     values, errors = validate(doc)

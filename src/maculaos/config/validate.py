@@ -4,10 +4,16 @@ value and what is allowed. Never raises on bad input."""
 from __future__ import annotations
 
 import copy
+import os
 import re
+import stat
+from pathlib import Path
 from typing import Any
 
 import yaml
+from yaml.composer import ComposerError
+from yaml.constructor import ConstructorError
+from yaml.nodes import MappingNode, Node, ScalarNode
 
 from maculaos.config.schema import BY_PATH, KEYS, Key
 
@@ -138,10 +144,155 @@ def validate(doc: Any) -> tuple[dict[str, Any], list[str]]:
     return values, errors
 
 
-def parse(text: str, source: str = "config") -> tuple[Any, list[str]]:
-    """YAML text -> document, or an error naming the position."""
+# Bounds for a config file: it is read before anything else at boot, so a hostile or broken
+# one must cost little. Real configs are a few KiB with a few hundred nodes.
+MAX_BYTES = 1 << 20
+MAX_NODES = 20_000
+MAX_DEPTH = 32
+BOMS = (
+    (b"\xff\xfe\x00\x00", "UTF-32"),
+    (b"\x00\x00\xfe\xff", "UTF-32"),
+    (b"\xff\xfe", "UTF-16"),
+    (b"\xfe\xff", "UTF-16"),
+)
+
+
+class Loader(yaml.SafeLoader):
+    """yaml.SafeLoader for config files: no aliases (no "billion laughs"), bounded depth and
+    node count, duplicate keys are errors, dates stay strings, numbers never raise."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.depth = 0
+        self.nodes = 0
+
+    def compose_node(self, parent: Node | None, index: int) -> Node | None:
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        if isinstance(event, yaml.AliasEvent):
+            raise ComposerError(
+                None, None, "aliases (*name) are not allowed; write the value out", event.start_mark
+            )
+        self.depth += 1
+        self.nodes += 1
+        if self.depth > MAX_DEPTH:
+            raise ComposerError(
+                None, None, f"nested deeper than {MAX_DEPTH} levels", event.start_mark
+            )
+        if self.nodes > MAX_NODES:
+            raise ComposerError(None, None, f"more than {MAX_NODES} values", event.start_mark)
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+    def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, ScalarNode):
+                continue
+            key = self.construct_object(key_node)
+            line = key_node.start_mark.line + 1
+            if key in first:
+                raise ConstructorError(
+                    None,
+                    None,
+                    f"duplicate key {_show(key)} (first at line {first[key]})",
+                    key_node.start_mark,
+                )
+            first[key] = line
+        return super().construct_mapping(node, deep)
+
+    def construct_object(self, node: Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)  # type: ignore[no-untyped-call]
+        except (ValueError, OverflowError) as e:  # int("1" * 5000), ...
+            raise ConstructorError(
+                None, None, f"bad value: {str(e).split(';')[0]}", node.start_mark
+            ) from None
+
+    def construct_yaml_int(self, node: ScalarNode) -> Any:
+        if ":" in str(node.value):  # YAML 1.1 base 60 (1:30): a string, and no quadratic cost
+            return self.construct_scalar(node)
+        return super().construct_yaml_int(node)
+
+    def construct_timestamp(self, node: ScalarNode) -> Any:
+        return self.construct_scalar(node)  # a date is text here: no datetime, no ValueError
+
+
+Loader.add_constructor("tag:yaml.org,2002:timestamp", Loader.construct_timestamp)
+Loader.add_constructor("tag:yaml.org,2002:int", Loader.construct_yaml_int)
+
+
+def _at(text: str, index: int) -> str:
+    line = text.count("\n", 0, index) + 1
+    return f"line {line}, column {index - (text.rfind(chr(10), 0, index) + 1) + 1}"
+
+
+def decode(data: bytes, source: str = "config") -> tuple[str | None, list[str]]:
+    """Bytes of a config file -> text, or an error: too big, not UTF-8 (NUL, UTF-16/32, bad
+    bytes). A UTF-8 byte order mark is dropped."""
+    if len(data) > MAX_BYTES:
+        return None, [
+            f"{source}: is larger than {MAX_BYTES // 1024} KiB (the limit for a config file)"
+        ]
+    for bom, name in BOMS:
+        if data.startswith(bom):
+            return None, [f"{source}: is {name} encoded (byte order mark); save it as UTF-8"]
+    nul = data.find(b"\0")
+    if nul >= 0:
+        at = _at(data.decode("utf-8", "replace"), len(data[:nul].decode("utf-8", "replace")))
+        return None, [f"{source}: contains a NUL byte at {at}; a config file is UTF-8 text"]
     try:
-        return yaml.safe_load(text), []
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        at = _at(data[: e.start].decode("utf-8", "replace"), e.start)
+        return None, [f"{source}: is not UTF-8 text: byte 0x{data[e.start]:02x} at {at}"]
+    return text.removeprefix("\ufeff"), []
+
+
+def read(path: Path) -> tuple[bytes | None, list[str]]:
+    """A config file's bytes (None: no such file) in bounded time and memory: a FIFO, a device
+    or a huge file is an error, not a hang."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None, []
+    except PermissionError:
+        return None, [f"{path}: cannot read: permission denied (needs root)"]
+    except OSError as e:
+        return None, [f"{path}: cannot read: {e.strerror}"]
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return None, [f"{path}: is not a regular file"]
+        if st.st_size > MAX_BYTES:
+            return None, [
+                f"{path}: is larger than {MAX_BYTES // 1024} KiB (the limit for a config file)"
+            ]
+        with os.fdopen(os.dup(fd), "rb") as f:
+            return f.read(MAX_BYTES + 1), []
+    except OSError as e:
+        return None, [f"{path}: cannot read: {e.strerror}"]
+    finally:
+        os.close(fd)
+
+
+def parse(text: str | bytes, source: str = "config") -> tuple[Any, list[str]]:
+    """YAML text (or a file's bytes) -> document, or an error naming the position. Bounded in
+    time and memory (see MAX_*); never raises on bad input."""
+    if isinstance(text, bytes):
+        decoded, errors = decode(text, source)
+        if decoded is None:
+            return None, errors
+        text = decoded
+    elif len(text) > MAX_BYTES:
+        return None, [
+            f"{source}: is larger than {MAX_BYTES // 1024} KiB (the limit for a config file)"
+        ]
+    try:
+        return yaml.load(text, Loader=Loader), []  # a SafeLoader
+    except yaml.reader.ReaderError as e:
+        return None, [f"{source}: invalid YAML at {_at(text, e.position)}: {e.reason}"]
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark
         pos = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
