@@ -80,11 +80,11 @@ def test_network_problem_reads_proc(tmp_path: Path) -> None:
 @pytest.fixture
 def node(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A GRUB environment and an upgrade state directory in a temp dir."""
-    envfile = tmp_path / "grubenv"
-    envfile.write_bytes(bootenv.render_block(BootEnv.factory().variables()))
-    monkeypatch.setattr(bootenv, "GRUBENV", envfile)
+    env_dir = tmp_path / "esp"
+    bootenv.init(env_dir)
+    monkeypatch.setattr(bootenv, "ENV_DIR", env_dir)
     monkeypatch.setattr(state, "STATE_DIR", tmp_path / "upgrade")
-    return envfile
+    return env_dir
 
 
 def test_rollback_is_detected_and_recorded(node: Path) -> None:

@@ -22,6 +22,7 @@ from maculaos import __main__ as cli_main
 from maculaos.config import validate
 from maculaos.upgrade import bootenv, cli, health, state
 from maculaos.upgrade.bootenv import SLOTS, BootEnv, Slot
+from tests.support import grubemu
 
 BOOT_ID = "c0ffee00-0000-4000-8000-000000000001"
 
@@ -30,14 +31,14 @@ class Node:
     """A node's GRUB environment, upgrade state and an update source, in a temp dir."""
 
     def __init__(self, tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.env_file = tmp / "grubenv"
-        self.env_file.write_bytes(bootenv.render_block(BootEnv.factory().variables()))
+        self.env_file = tmp / "esp"
+        bootenv.init(self.env_file)
         self.source = tmp / "releases"
         self.source.mkdir()
         self.installed: list[str] = []
         self.booted = "A"
         self.cfg = validate.defaults()
-        monkeypatch.setattr(bootenv, "GRUBENV", self.env_file)
+        monkeypatch.setattr(bootenv, "ENV_DIR", self.env_file)
         monkeypatch.setattr(state, "STATE_DIR", tmp / "upgrade")
         monkeypatch.setattr(cli, "DOWNLOADS", tmp / "downloads")
         monkeypatch.setattr(state, "boot_id", lambda *a: BOOT_ID)
@@ -98,12 +99,12 @@ def test_item1_apply_refuses_while_the_running_slot_is_on_trial(
     node.booted = "B"
     node.judged()
     node.publish("0.2.0")
-    before = node.env_file.read_bytes()
+    before = grubemu.read_dir(node.env_file)
     assert node.apply() == 1
     err = capsys.readouterr().err
     assert "not installing now" in err and "trial (2 boots left)" in err
     assert "slot A may hold the only known-good system" in err and "Allowed once" in err
-    assert node.installed == [] and node.env_file.read_bytes() == before
+    assert node.installed == [] and grubemu.read_dir(node.env_file) == before
     assert state.load()["installs"] == {}
 
 

@@ -53,6 +53,19 @@ def upgrade(vm: vmlib.VM, *args: str, check: bool = True) -> tuple[int, str]:
     return rc, r
 
 
+ENV_DIR = "/efi/EFI/maculaos"
+
+
+def boot_environment(vm: vmlib.VM) -> str:
+    """Every byte of the boot environment (both copies, their sums, GRUB's counter)."""
+    return vm.ssh(f"sudo sh -c 'cd {ENV_DIR} && sha256sum bootenv.* bootcount'")
+
+
+def bootenv_py(vm: vmlib.VM, code: str) -> str:
+    """Python on the node with the boot environment module (as RAUC's backend runs it)."""
+    return vm.ssh(f'sudo python3 -c "from maculaos.upgrade import bootenv as b; {code}"')
+
+
 def slot_fingerprint(vm: vmlib.VM, label: str) -> str:
     return vm.ssh(
         f"sudo head -c 67108864 /dev/disk/by-partlabel/{label} | sha256sum", timeout=300
@@ -78,12 +91,12 @@ def test_check_lists_v2(unode: vmlib.VM, server: str, releases: upgrade_fixtures
     [("tampered", "signature"), ("foreign", "verif")],
 )
 def test_bad_bundles_are_refused(unode: vmlib.VM, server: str, scenario: str, expect: str) -> None:
-    before_env = unode.ssh("sudo", "grub-editenv", "/efi/EFI/maculaos/grubenv", "list")
+    before_env = boot_environment(unode)
     before_b = slot_fingerprint(unode, "rootfs-b")
     rc, out = upgrade(unode, "--apply", "--from", f"{server}/{scenario}", check=False)
     assert rc == 1, out
     assert "was refused" in out and expect in out.lower() and "nothing was installed" in out
-    assert unode.ssh("sudo", "grub-editenv", "/efi/EFI/maculaos/grubenv", "list") == before_env
+    assert boot_environment(unode) == before_env
     assert slot_fingerprint(unode, "rootfs-b") == before_b
 
 
@@ -92,20 +105,20 @@ def test_item1_apply_refuses_while_the_running_slot_is_on_trial(
 ) -> None:
     """Slot A put on trial by hand (as after an update, before the health gate's verdict):
     installing would overwrite B, so --apply refuses and neither B nor the environment move."""
-    grubenv = "/efi/EFI/maculaos/grubenv"
-    unode.ssh("sudo", "grub-editenv", grubenv, "set", "A_LEFT=2")
+    bootenv_py(unode, "e = b.read(); e.set_primary('A', 2); b.write(e)")
     try:
-        before_env = unode.ssh("sudo", "grub-editenv", grubenv, "list")
+        before_env = boot_environment(unode)
         before_b = slot_fingerprint(unode, "rootfs-b")
         rc, out = upgrade(unode, "--apply", "--from", f"{server}/v2", check=False)
         assert rc == 1, out
         assert "not installing now: slot A (running) is trial (2 boots left)" in out
         assert "Allowed once" in out
-        assert unode.ssh("sudo", "grub-editenv", grubenv, "list") == before_env
+        assert boot_environment(unode) == before_env
         assert slot_fingerprint(unode, "rootfs-b") == before_b
         assert "installing: not now" in unode.ssh("sudo", "maculaos", "upgrade", "status")
     finally:
-        unode.ssh("sudo", "grub-editenv", grubenv, "set", "A_LEFT=")
+        bootenv_py(unode, "e = b.read(); e.set_state('A', True); b.write(e)")
+    assert status(unode)["slots"]["A"]["state"] == "good"
 
 
 def test_apply_v2_then_reboot_runs_it_from_slot_b(
@@ -128,11 +141,18 @@ def test_apply_v2_then_reboot_runs_it_from_slot_b(
 def test_rollback_returns_to_v1(unode: vmlib.VM, releases: upgrade_fixtures.Releases) -> None:
     _, out = upgrade(unode, "--rollback")
     assert f"slot A ({releases.v1}) boots next" in out
+    # item 4 on the real GRUB: garbage over the copy not in force (as a torn SD-card write
+    # would leave it); the node boots what the current copy says and repairs the other
+    stale = bootenv_py(unode, "n = b.current_copy(b.ENV_DIR)[0]; print(b.COPIES[n == b.COPIES[0]])")
+    unode.ssh(f"sudo sh -c 'head -c 1024 /dev/urandom > {ENV_DIR}/{stale.strip()}'")
+    assert "DAMAGED" in unode.ssh("sudo", "maculaos", "upgrade", "status")
     unode.reboot(timeout=600)
     settle(unode)
     s = status(unode)
     assert s["booted"] == "A" and s["running"] == releases.v1
     assert s["slots"]["B"]["state"] == "good" and s["slots"]["B"]["version"] == releases.v2
+    benv = s["boot_environment"]
+    assert benv["problems"] == [] and stale.strip() in " ".join(benv["last_repair"]["problems"])
 
 
 def _wait_for_rollback(vm: vmlib.VM, failed_version: str, timeout: float) -> dict[str, Any]:

@@ -1,21 +1,40 @@
-"""The GRUB environment block that chooses the slot, and RAUC's custom bootloader backend.
+"""The boot environment that chooses the slot, and RAUC's custom bootloader backend over it.
 
-Variables (all in the first 512-byte sector of a 1024-byte block, so every write is one sector,
-in place; GRUB's own ``save_env`` writes in place too — see docs/decisions/0005):
+Layout on the ESP, in ``EFI/maculaos/`` (docs/decisions/0006 explains why):
 
-    ORDER="A B"   slots in boot preference order, primary first
+    bootenv.1 + bootenv.1.sum   two copies of the policy, written only by Linux. Each copy is
+    bootenv.2 + bootenv.2.sum   a 1024-byte GRUB environment block with a sequence number;
+                                its ``.sum`` is ``<sha256>  bootenv.N`` (GRUB's ``hashsum
+                                --check`` format). The current copy is the valid one with the
+                                highest SEQ; a write always goes to the other copy, so a torn
+                                write leaves the previous state in force.
+    bootcount                   a GRUB environment block written only by GRUB (``save_env``):
+                                the boots spent on each slot's current trial.
+
+Policy variables:
+
+    SEQ=7         sequence number of this copy
+    ORDER=A B     slots in boot preference order, primary first
     A_OK=1        1: the slot may be booted; 0: bad (failed, or being written)
-    A_LEFT=       empty: established (marked good since it was installed);
-                  N: on trial, N boots left (GRUB takes one before each boot of it)
-    LAST_GOOD=A   a slot confirmed good since it was last written, or empty: it is moved to
-                  the other slot (or cleared) before its slot is written or put on trial
+    A_TRIES=      empty: established (confirmed good since it was written); 1-9: on trial
+    A_TRIAL=7     the trial's id (the SEQ that granted it): the counter counts for this trial
+    LAST_GOOD=A   a slot confirmed good since it was last written, or empty
 
-GRUB picks the first slot in ORDER that is OK and either established or has tries left. When
-none qualifies it boots, in this order: LAST_GOOD if that slot is OK; the first slot in ORDER
-that is OK (completely written, tries spent); the first slot in ORDER. The recovery entry
-(GRUB's fallback when the chosen kernel cannot be loaded) boots LAST_GOOD when it is OK and not
-the slot just chosen, else the other slot. ``choose`` and ``recovery`` are the same rules in
-Python; the GRUB side is ansible/roles/image/templates/esp/EFI/maculaos/grub.cfg.j2.
+Counter variables (``bootcount``): ``A_CTR`` (the trial id counted) and ``A_BOOTS`` (0-9).
+A trial slot has ``TRIES - BOOTS`` boots left, ``BOOTS`` counting 0 when ``A_CTR`` is another
+trial's id. A damaged counter (or a count that is not one digit) leaves a trial no boots: GRUB
+could not count them.
+
+GRUB picks the first slot in ORDER that is OK and either established or has boots left; a
+trial boot spends one before the kernel starts. When none qualifies it boots LAST_GOOD if that
+slot is OK, else the first OK slot in ORDER (completely written), else the first in ORDER. The
+recovery entry (GRUB's fallback when the kernel cannot be loaded) boots LAST_GOOD when it is OK
+and not the slot just chosen, else the other slot. ``choose`` and ``recovery`` are the same
+rules in Python; grub.cfg.j2 is the GRUB side, and tests/unit/test_grub_cfg.py runs the real
+grub.cfg in grub-emu against both.
+
+Nodes made before this layout have one ``grubenv`` block (``A_LEFT`` counted down by GRUB in
+place); it is read and written as it is until the ESP is updated.
 
 Standard library only.
 """
@@ -23,6 +42,7 @@ Standard library only.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import re
 import sys
@@ -31,12 +51,17 @@ from pathlib import Path
 SLOTS = ("A", "B")
 PARTLABEL = {"A": "rootfs-a", "B": "rootfs-b"}
 ESP_MOUNT = Path("/efi")
-GRUBENV = ESP_MOUNT / "EFI" / "maculaos" / "grubenv"
+ENV_DIR = ESP_MOUNT / "EFI" / "maculaos"
+GRUBENV = ENV_DIR / "grubenv"  # the single block of nodes made before the redundant layout
+COPIES = ("bootenv.1", "bootenv.2")
+COUNTER = "bootcount"
 HEADER = b"# GRUB Environment Block\n"
 SIZE = 1024
 SECTOR = 512
-MAX_TRIES_LIMIT = 9  # GRUB has no arithmetic: grub.cfg counts down from 9 by string matching
+MAX_TRIES_LIMIT = 9  # GRUB has no arithmetic: grub.cfg counts by string matching, one digit
 _VALUE = re.compile(r"[A-Za-z0-9 ._-]*")
+_SEQ = re.compile(r"[0-9]{1,9}")  # GRUB compares numbers as 32-bit ints
+_DIGIT = re.compile(r"[0-9]")
 
 
 class BootEnvError(Exception):
@@ -47,6 +72,7 @@ class BootEnvError(Exception):
 class Slot:
     ok: bool = False
     left: int | None = None  # None: established; N: on trial with N boots left
+    trial: str = dataclasses.field(default="", compare=False)  # the trial's id (redundant)
 
     @property
     def bootable(self) -> bool:
@@ -67,6 +93,10 @@ class BootEnv:
     slots: dict[str, Slot]
     last_good: str = "A"  # "" when no slot is confirmed good since it was written
     extra: dict[str, str] = dataclasses.field(default_factory=dict)
+    # as read: the current copy's SEQ, the trial counter, and what was found damaged
+    seq: int = dataclasses.field(default=0, compare=False)
+    tries: dict[str, int | None] = dataclasses.field(default_factory=dict, compare=False)
+    problems: list[str] = dataclasses.field(default_factory=list, compare=False)
 
     @classmethod
     def factory(cls) -> BootEnv:
@@ -95,6 +125,9 @@ class BootEnv:
             return self.last_good
         return self.other(chosen)
 
+    def other(self, name: str) -> str:
+        return next(s for s in SLOTS if s != name)
+
     def established(self, name: str) -> bool:
         """Confirmed good since it was last written: OK and not on trial."""
         return self.slots[name].ok and self.slots[name].left is None
@@ -105,26 +138,25 @@ class BootEnv:
             other = self.other(name)
             self.last_good = other if self.established(other) else ""
 
-    def other(self, name: str) -> str:
-        return next(s for s in SLOTS if s != name)
-
     # the four RAUC bootchooser operations
     def set_primary(self, name: str, tries: int | None) -> None:
         """``tries``: boots the slot gets before GRUB falls back (None: no trial)."""
         if tries is not None:
             self._forget_good(name)
         self.order = [name] + [s for s in self.order if s != name]
-        self.slots[name] = Slot(True, tries)
+        self.slots[name] = Slot(True, tries, "new" if tries is not None else "")
+        self.tries[name] = tries
 
     def set_state(self, name: str, good: bool) -> None:
         """good: confirmed (the health gate); bad: failed, or about to be written (RAUC)."""
         if not good:
             self._forget_good(name)
         self.slots[name] = Slot(good, None)
+        self.tries[name] = None
         if good:
             self.last_good = name
 
-    # serialisation
+    # the legacy single block (A_LEFT counted down in place by GRUB)
     def variables(self) -> dict[str, str]:
         out = {"ORDER": " ".join(self.order), "LAST_GOOD": self.last_good}
         for name in SLOTS:
@@ -136,25 +168,78 @@ class BootEnv:
 
     @classmethod
     def from_variables(cls, v: dict[str, str]) -> BootEnv:
-        order = [s for s in v.get("ORDER", "A B").split() if s in SLOTS]
-        order += [s for s in SLOTS if s not in order]
         slots = {}
         for name in SLOTS:
             left_text = v.get(f"{name}_LEFT", "")
-            # GRUB's test -gt reads a damaged count as 0: no boots left, never "established"
-            left = None if left_text == "" else (int(left_text) if left_text.isdigit() else 0)
+            # a count that is not one digit is read as 0 (GRUB matches digits as strings)
+            left = (
+                None if left_text == "" else (int(left_text) if _DIGIT.fullmatch(left_text) else 0)
+            )
             slots[name] = Slot(v.get(f"{name}_OK", "0") == "1", left)
         known = {"ORDER", "LAST_GOOD"} | {f"{s}_{k}" for s in SLOTS for k in ("OK", "LEFT")}
-        extra = {k: val for k, val in v.items() if k not in known}
-        last_good = v.get("LAST_GOOD", "A")
-        return cls(order, slots, last_good if last_good in SLOTS else "", extra)
+        return cls(_order(v), slots, _last_good(v), {k: x for k, x in v.items() if k not in known})
+
+    # the redundant layout
+    def policy(self, seq: int) -> dict[str, str]:
+        out = {"SEQ": str(seq), "ORDER": " ".join(self.order), "LAST_GOOD": self.last_good}
+        for name in SLOTS:
+            slot = self.slots[name]
+            granted = self.tries.get(name)
+            tries = None if slot.left is None else (granted if granted is not None else slot.left)
+            # a trial without an id (just granted) is a new trial: the counter starts at 0
+            trial = str(seq) if slot.trial in ("", "new") else slot.trial
+            out[f"{name}_OK"] = "1" if slot.ok else "0"
+            out[f"{name}_TRIES"] = "" if tries is None else str(tries)
+            out[f"{name}_TRIAL"] = trial if tries is not None else ""
+        return out
+
+    @classmethod
+    def from_policy(cls, v: dict[str, str], counter: dict[str, str] | None, seq: int) -> BootEnv:
+        slots: dict[str, Slot] = {}
+        tries: dict[str, int | None] = {}
+        for name in SLOTS:
+            text = v.get(f"{name}_TRIES", "")
+            trial = v.get(f"{name}_TRIAL", "")
+            if text == "":
+                t, left = None, None
+            else:
+                t = int(text) if re.fullmatch(r"[1-9]", text) else 0
+                left = max(t - _spent(counter, name, trial), 0)
+            tries[name] = t
+            slots[name] = Slot(
+                v.get(f"{name}_OK", "0") == "1", left, trial if t is not None else ""
+            )
+        return cls(_order(v), slots, _last_good(v), {}, seq, tries)
+
+
+def _order(v: dict[str, str]) -> list[str]:
+    # GRUB walks "${ORDER} A B": the slots ORDER names first, then any it left out
+    order = [s for s in v.get("ORDER", "A B").split() if s in SLOTS]
+    return order + [s for s in SLOTS if s not in order]
+
+
+def _digit(text: str) -> int:
+    return int(text) if _DIGIT.fullmatch(text) else 0
+
+
+def _last_good(v: dict[str, str]) -> str:
+    last_good = v.get("LAST_GOOD", "A")
+    return last_good if last_good in SLOTS else ""
+
+
+def _spent(counter: dict[str, str] | None, name: str, trial: str) -> int:
+    """Boots GRUB spent on this trial; all of them when the counter cannot be trusted."""
+    if counter is None:
+        return MAX_TRIES_LIMIT
+    if counter.get(f"{name}_CTR", "") != trial:
+        return 0  # a new trial: GRUB has not counted a boot of it yet
+    boots = counter.get(f"{name}_BOOTS", "")
+    return int(boots) if _DIGIT.fullmatch(boots) else MAX_TRIES_LIMIT
 
 
 def parse_block(data: bytes) -> dict[str, str]:
     if len(data) != SIZE or not data.startswith(HEADER):
-        raise BootEnvError(
-            f"not a GRUB environment block ({len(data)} bytes)",
-        )
+        raise BootEnvError(f"not a GRUB environment block ({len(data)} bytes)")
     out: dict[str, str] = {}
     for line in data[len(HEADER) :].split(b"\n"):
         if not line or line.startswith(b"#"):
@@ -176,29 +261,146 @@ def render_block(variables: dict[str, str]) -> bytes:
     return body + b"#" * (SIZE - len(body))
 
 
-def read(path: Path | None = None) -> BootEnv:
-    path = path or GRUBENV
+def sum_line(name: str, block: bytes) -> bytes:
+    return f"{hashlib.sha256(block).hexdigest()}  {name}\n".encode()
+
+
+def redundant(env_dir: Path) -> bool:
+    """True when the ESP carries the redundant layout (any of its files)."""
+    return any((env_dir / n).exists() for n in (*COPIES, *(c + ".sum" for c in COPIES)))
+
+
+def read_copy(env_dir: Path, name: str) -> tuple[int, dict[str, str]]:
+    """One policy copy, checked as GRUB checks it: its .sum, the block, the SEQ."""
     try:
-        data = path.read_bytes()
+        block = (env_dir / name).read_bytes()
+        line = (env_dir / f"{name}.sum").read_bytes()
     except OSError as e:
-        raise BootEnvError(f"cannot read the GRUB environment {path}: {e.strerror}") from e
+        raise BootEnvError(f"{name}: cannot read ({e.strerror})") from e
+    if line != sum_line(name, block):
+        raise BootEnvError(f"{name}: checksum mismatch (torn or corrupted)")
+    v = parse_block(block)
+    if not _SEQ.fullmatch(v.get("SEQ", "")):
+        raise BootEnvError(f"{name}: no valid SEQ")
+    return int(v["SEQ"]), v
+
+
+def read_counter(env_dir: Path) -> dict[str, str] | None:
+    try:
+        return parse_block((env_dir / COUNTER).read_bytes())
+    except (OSError, BootEnvError):
+        return None
+
+
+def current_copy(env_dir: Path) -> tuple[str | None, list[str]]:
+    """The current copy's name (the valid one with the highest SEQ; copy 1 on a tie), and
+    what is damaged."""
+    best: tuple[int, str] | None = None
+    problems = []
+    for name in COPIES:
+        try:
+            seq, _ = read_copy(env_dir, name)
+        except BootEnvError as e:
+            problems.append(str(e))
+            continue
+        if best is None or seq > best[0]:
+            best = (seq, name)
+    return (best[1] if best else None), problems
+
+
+def read(path: Path | None = None) -> BootEnv:
+    """``path``: the ESP directory with the redundant layout, or a legacy ``grubenv`` file."""
+    path = path or ENV_DIR
+    if path.is_dir() and redundant(path):
+        name, problems = current_copy(path)
+        if name is None:
+            raise BootEnvError(
+                "both copies of the boot environment are damaged: " + "; ".join(problems)
+            )
+        seq, v = read_copy(path, name)
+        counter = read_counter(path)
+        if counter is None:
+            problems.append(f"{COUNTER}: unreadable (trial boots cannot be counted)")
+        env = BootEnv.from_policy(v, counter, seq)
+        env.problems = problems
+        return env
+    legacy = path / "grubenv" if path.is_dir() else path
+    try:
+        data = legacy.read_bytes()
+    except OSError as e:
+        raise BootEnvError(f"cannot read the GRUB environment {legacy}: {e.strerror}") from e
     return BootEnv.from_variables(parse_block(data))
 
 
+def _overwrite(path: Path, data: bytes) -> None:
+    """Write ``data`` over ``path`` in place when it has that size (same blocks: GRUB's save_env
+    finds the counter where it was), else create it; fsync either way."""
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        if os.fstat(fd).st_size != len(data):
+            os.ftruncate(fd, 0)
+        os.pwrite(fd, data, 0)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def write(env: BootEnv, path: Path | None = None) -> None:
-    """Overwrite the block in place (same size, same blocks): GRUB's save_env needs its blocks
-    where they were, and a one-sector overwrite is all-or-nothing on power loss."""
-    path = path or GRUBENV
-    block = render_block(env.variables())
+    """Commit ``env``. Redundant layout: into the copy that is not current, with SEQ one
+    higher, data then checksum (a torn write leaves the previous copy in force); a damaged
+    counter is rebuilt. Legacy block: in place, one sector."""
+    path = path or ENV_DIR
     os.sync()  # whatever was written before (a slot image) reaches the disk first
-    fd = os.open(path, os.O_RDWR)
+    if path.is_dir() and redundant(path):
+        current, _ = current_copy(path)
+        seq = env.seq
+        if current is not None:
+            seq = max(seq, read_copy(path, current)[0])
+        target = COPIES[1] if current == COPIES[0] else COPIES[0]
+        if seq + 1 > 999_999_999:
+            raise BootEnvError("the boot environment's sequence number is exhausted")
+        block = render_block(env.policy(seq + 1))
+        _overwrite(path / target, block)
+        _overwrite(path / f"{target}.sum", sum_line(target, block))
+        if read_counter(path) is None:
+            _overwrite(path / COUNTER, render_block({}))
+        fresh = read(path)
+        env.seq, env.slots, env.tries, env.problems = fresh.seq, fresh.slots, fresh.tries, []
+        return
+    legacy = path / "grubenv" if path.is_dir() else path
+    block = render_block(env.variables())
+    fd = os.open(legacy, os.O_RDWR)
     try:
         if os.fstat(fd).st_size != SIZE:
-            raise BootEnvError(f"{path} is not {SIZE} bytes; refusing to rewrite it")
+            raise BootEnvError(f"{legacy} is not {SIZE} bytes; refusing to rewrite it")
         os.pwrite(fd, block, 0)
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def init(env_dir: Path) -> None:
+    """The redundant layout of a fresh image: slot A good, slot B empty (both copies)."""
+    env_dir.mkdir(parents=True, exist_ok=True)
+    block = render_block(BootEnv.factory().policy(1))
+    for name in COPIES:
+        _overwrite(env_dir / name, block)
+        _overwrite(env_dir / f"{name}.sum", sum_line(name, block))
+    _overwrite(env_dir / COUNTER, render_block({}))
+
+
+def repair(env: BootEnv, path: Path | None = None) -> list[str]:
+    """Rewrite what ``read`` found damaged (after a good boot): the stale or torn copy gets the
+    current state, a damaged counter is rebuilt. Returns what was repaired."""
+    if not env.problems:
+        return []
+    path = path or ENV_DIR
+    fixed = list(env.problems)
+    write(env, path)  # goes to the damaged (non-current) copy; rebuilds a damaged counter
+    return fixed
 
 
 def booted_slot(cmdline: Path = Path("/proc/cmdline")) -> str | None:
@@ -232,7 +434,7 @@ def _max_tries() -> int:
         return 3
 
 
-def rauc_backend(argv: list[str], path: Path = GRUBENV) -> int:
+def rauc_backend(argv: list[str], path: Path | None = None) -> int:
     """RAUC ``bootloader=custom`` backend: get-primary | set-primary NAME | get-state NAME |
     set-state NAME good|bad | get-current."""
     if not argv:
@@ -246,8 +448,9 @@ def rauc_backend(argv: list[str], path: Path = GRUBENV) -> int:
             return 1
         print(name)
         return 0
-    if path == GRUBENV:
+    if path is None:
         ensure_esp()
+        path = ENV_DIR
     env = read(path)
     if cmd == "get-primary":
         name, fallback = env.choose()
@@ -275,9 +478,16 @@ def rauc_backend(argv: list[str], path: Path = GRUBENV) -> int:
     return 0
 
 
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["init"] and len(argv) == 2:
+        init(Path(argv[1]))
+        return 0
+    return rauc_backend(argv)
+
+
 if __name__ == "__main__":
     try:
-        sys.exit(rauc_backend(sys.argv[1:]))
+        sys.exit(main(sys.argv[1:]))
     except (BootEnvError, OSError) as e:
         print(f"maculaos bootchooser: {e}", file=sys.stderr)
         sys.exit(1)

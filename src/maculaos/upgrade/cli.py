@@ -279,7 +279,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 def status_data() -> dict[str, Any]:
     booted = bootenv.booted_slot()
-    if os.geteuid() != 0 and not os.access(bootenv.GRUBENV, os.R_OK):
+    if os.geteuid() != 0 and not os.access(bootenv.ENV_DIR, os.R_OK):
         die(
             "maculaos upgrade status needs root: the boot environment on the ESP is readable "
             "by root only",
@@ -313,6 +313,11 @@ def status_data() -> dict[str, Any]:
         "last_rollback": data["last_rollback"],
         "unhealthy_boots": data["attempts"][-5:],
         "failed_releases": data["failed_releases"],
+        "boot_environment": {
+            "seq": env.seq,
+            "problems": env.problems,
+            "last_repair": (data.get("bootenv_repairs") or [None])[-1],
+        },
         "install_blocked": install_refusal(env, booted, data, state.boot_id()) if booted else None,
     }
 
@@ -334,6 +339,13 @@ def cmd_status(args: argparse.Namespace) -> int:
             + (f"  ({', '.join(flags)})" if flags else "")
         )
     print(f"last good:  {'slot ' + s['last_good'] if s['last_good'] else 'none confirmed'}")
+    benv = s["boot_environment"]
+    if benv["problems"]:
+        damage = "; ".join(benv["problems"])
+        print(f"boot env:   DAMAGED (repaired after the next good boot): {damage}")
+    elif benv["last_repair"]:
+        r = benv["last_repair"]
+        print(f"boot env:   ok (repaired {r['time']}: {'; '.join(r['problems'])})")
     if s["install_blocked"]:
         print(f"installing: not now: {s['install_blocked']}")
     h = s["last_health"]

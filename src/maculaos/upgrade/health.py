@@ -109,6 +109,7 @@ def gate(reboot: Callable[[], None], config: dict[str, Any] | None = None) -> in
     cfg = config if config is not None else _config()
     bootenv.ensure_esp()
     env = bootenv.read()
+    damage = list(env.problems)  # a write below may already mend it: remember what was seen
     data = state.load()
     running = state.os_release_version() or "unknown"
     detect_rollback(env, booted, running, data)
@@ -136,6 +137,7 @@ def gate(reboot: Callable[[], None], config: dict[str, Any] | None = None) -> in
         if env.slots[booted] != bootenv.Slot(True, None) or env.last_good != booted:
             env.set_state(booted, True)
             bootenv.write(env)
+        repair_boot_environment(data, booted, damage)
         state.save(data)
         state.banner(_rollback_banner(data))
         return 0
@@ -162,6 +164,19 @@ def gate(reboot: Callable[[], None], config: dict[str, Any] | None = None) -> in
     )
     reboot()
     return 1
+
+
+def repair_boot_environment(data: dict[str, Any], booted: str, seen: list[str]) -> None:
+    """After a good boot: rewrite a damaged copy of the boot environment or its counter, and
+    remember what was repaired (``maculaos upgrade status`` shows it). ``seen``: the damage
+    found at the start of the gate (a write since then went to the damaged copy)."""
+    fixed = seen + [p for p in bootenv.repair(bootenv.read()) if p not in seen]
+    if fixed:
+        print("repaired the boot environment: " + "; ".join(fixed), flush=True)
+        data["bootenv_repairs"] = [
+            *data.get("bootenv_repairs", [])[-9:],
+            {"time": state.now(), "slot": booted, "problems": fixed},
+        ]
 
 
 def detect_rollback(
