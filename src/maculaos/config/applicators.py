@@ -34,7 +34,9 @@ class Target:
 
 
 def write_file(path: Path, content: str | bytes, mode: int = 0o644) -> bool:
-    """Atomically write ``content``; True when the file changed (content or mode)."""
+    """Atomically write ``content``; True when the file changed (content or mode). The file has
+    its final mode from its creation on (a secret is never briefly readable by others) and is on
+    disk before it replaces the old one."""
     data = content.encode() if isinstance(content, str) else content
     try:
         if path.read_bytes() == data and (path.stat().st_mode & 0o7777) == mode:
@@ -43,8 +45,19 @@ def write_file(path: Path, content: str | bytes, mode: int = 0o644) -> bool:
         pass
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.maculaos-tmp")
-    tmp.write_bytes(data)
-    os.chmod(tmp, mode)
+    tmp.unlink(missing_ok=True)  # left by a power cut
+    fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, mode & 0o777)
+    try:
+        os.fchmod(fd, mode)  # exactly this mode, whatever the umask
+        with os.fdopen(os.dup(fd), "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        os.close(fd)
     os.replace(tmp, path)
     return True
 

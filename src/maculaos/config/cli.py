@@ -61,6 +61,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 1 if errors else 0
 
 
+def _paths(args: argparse.Namespace) -> engine.Paths:
+    return engine.Paths(node_config=Path(args.config), state=Path(args.state))
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     eff = layers.load(Path(args.config))
     shown = {p: redact(p, v) for p, v in eff.values.items()}
@@ -80,7 +84,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    paths = engine.Paths(node_config=Path(args.config))
+    paths = _paths(args)
     if args.boot and not paths.status_file.exists():  # first boot only
         note = seed.seed(paths.node_config)
         if note:
@@ -115,7 +119,7 @@ def dataclasses_dict(result: engine.Result) -> dict[str, Any]:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    status = engine.read_status(engine.Paths(node_config=Path(args.config)))
+    status = engine.read_status(_paths(args))
     if args.json:
         print(json.dumps(status, indent=2, sort_keys=True))
         return 0
@@ -127,7 +131,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     err = status.get("last_error")
     current = status.get("errors") or []
     if current:
-        print("current errors:")
+        print("current errors (this config is not the last good one until it applies cleanly):")
         for e in current:
             print(f"  - {e}")
     elif err:
@@ -147,6 +151,7 @@ def add_parser(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--config", default=str(paths.NODE_CONFIG), help=argparse.SUPPRESS)
+    p.add_argument("--state", default=str(paths.STATE), help=argparse.SUPPRESS)
     csub = p.add_subparsers(dest="config_command", required=True)
     v = csub.add_parser("validate", help="check a config file (exit 0 valid, 1 invalid)")
     v.add_argument(

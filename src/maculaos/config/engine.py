@@ -8,7 +8,6 @@ import dataclasses
 import datetime
 import hashlib
 import json
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from maculaos.config import fastpath, layers, paths
 from maculaos.config.applicators import APPLICATORS, CHECKS, ApplyError, Target, write_file
 from maculaos.config.fastpath import VOLATILE
 from maculaos.config.schema import BY_PATH
+from maculaos.config.validate import read
 
 BANNERS = (Path("/run/motd.d/50-maculaos-config"), Path("/run/issue.d/50-maculaos-config.issue"))
 
@@ -60,12 +60,16 @@ def read_status(p: Paths) -> dict[str, Any]:
         return {}
 
 
-def _banner(p: Paths, errors: list[str]) -> None:
+def _banner(p: Paths, errors: list[str], invalid: bool) -> None:
+    headline = (
+        "/var/lib/maculaos/config.yaml is invalid; running on the last good config"
+        if invalid
+        else "/var/lib/maculaos/config.yaml did not apply in full (not promoted to last good)"
+    )
     for path in p.banners:
         if errors:
             text = (
-                "\n*** MaculaOS: /var/lib/maculaos/config.yaml is invalid; running on the "
-                "last good config ***\n"
+                f"\n*** MaculaOS: {headline} ***\n"
                 + "".join(f"  - {e}\n" for e in errors[:10])
                 + "  fix the file, then run: sudo maculaos config apply\n\n"
             )
@@ -75,18 +79,25 @@ def _banner(p: Paths, errors: list[str]) -> None:
             path.unlink()
 
 
+def system_problems(values: dict[str, Any], target: Target) -> list[str]:
+    """What the checks that need the system (time zones, locales, users, ...) reject."""
+    problems = []
+    for check in CHECKS:
+        try:
+            check(values, target)
+        except ApplyError as e:
+            problems.append(str(e))
+        except OSError as e:
+            problems.append(f"{check.__name__}: {e}")
+    return problems
+
+
 def apply(p: Paths, target: Target, boot: bool = False) -> Result:
     """Apply the effective config; run_cmd runs at boot and after an apply that changed
-    something."""
+    something. Only a config that applied without any error becomes the last good one."""
 
     def system_check(values: dict[str, Any]) -> list[str]:
-        problems = []
-        for check in CHECKS:
-            try:
-                check(values, target)
-            except ApplyError as e:
-                problems.append(str(e))
-        return problems
+        return system_problems(values, target)
 
     eff = layers.load(p.node_config, p.image_defaults, p.cmdline, p.last_good, system_check)
     used = eff.node if p.node_config.exists() else "defaults"
@@ -118,15 +129,12 @@ def apply(p: Paths, target: Target, boot: bool = False) -> Result:
             "volatile_writes": volatile,
         }
     )
-    if not eff.errors and p.node_config.exists():
-        p.state.mkdir(parents=True, exist_ok=True)
-        if not p.last_good.exists() or p.last_good.read_bytes() != p.node_config.read_bytes():
-            shutil.copyfile(p.node_config, p.last_good)
-            p.last_good.chmod(0o600)
-        status["last_good"] = {
-            "at": _now(),
-            "sha256": hashlib.sha256(p.node_config.read_bytes()).hexdigest(),
-        }
+    # last good: a file that applied without any error (schema, system checks, applicators,
+    # run_cmd); one that failed half-way is not (docs/decisions/0004-node-config.md)
+    node_bytes = read(p.node_config)[0] if not errors else None
+    if node_bytes is not None:
+        write_file(p.last_good, node_bytes, 0o600)  # atomic, 0600 from its creation on
+        status["last_good"] = {"at": _now(), "sha256": hashlib.sha256(node_bytes).hexdigest()}
     if errors:
         status["last_error"] = {"at": _now(), "errors": errors}
     else:
@@ -143,7 +151,7 @@ def apply(p: Paths, target: Target, boot: bool = False) -> Result:
             target.sysfs_net,
         )
         write_file(p.status_file, json.dumps(status, indent=2) + "\n", 0o600)
-    _banner(p, eff.errors)
+    _banner(p, errors, invalid=bool(eff.errors))
     pending = sorted(
         path
         for path, source in eff.sources.items()
