@@ -51,7 +51,9 @@ def test_item10_an_applicator_error_does_not_promote_the_config(
     assert "did not apply in full (not promoted to last good)" in banner
     assert "sysctl -p" in banner
     # `config status` names the failure
-    rc = cli.cmd_status(argparse.Namespace(config=str(p.node_config), json=False, state=str(p.state)))
+    rc = cli.cmd_status(
+        argparse.Namespace(config=str(p.node_config), json=False, state=str(p.state))
+    )
     out = capsys.readouterr().out
     assert rc == 1 and "sysctl: sysctl -p: cannot stat" in out and "not the last good" in out
 
