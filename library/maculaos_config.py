@@ -11,8 +11,14 @@ description:
   - Validates I(config) with the node's own schema (C(maculaos config validate -)), so the
     fleet and the node can never disagree about what is valid. An invalid config fails the
     task, names every bad key and changes nothing on the node.
+  - Validation on the node includes the checks apply runs against the node's system (time
+    zones, locales, users, kernel modules, sysctl keys), so the module never writes a file the
+    node would reject.
   - Writes the file atomically with mode 0600 only when its content differs (check and diff
     mode supported), then runs C(maculaos config apply), the same code the node runs at boot.
+  - The diff hides secrets the way C(maculaos config show) does (the node's own redaction:
+    C(write_files) items marked C(secret), credentials in URLs); without the maculaos package
+    on the node the diff shows no content at all.
 options:
   config:
     description: The node configuration (the keys of docs/config-reference.md).
@@ -68,18 +74,31 @@ from ansible.module_utils.basic import AnsibleModule
 try:
     import yaml
 
-    def dump(doc: object) -> str:
-        return str(yaml.safe_dump(doc, sort_keys=True, default_flow_style=False))
+    class _Dumper(yaml.SafeDumper):
+        def ignore_aliases(self, data: object) -> bool:
+            return True  # the node refuses aliases: never write one
 
-    def load(text: str) -> object:
-        return yaml.safe_load(text)
+    def dump(doc: object) -> str:
+        return str(yaml.dump(doc, Dumper=_Dumper, sort_keys=True, default_flow_style=False))
 except ImportError:  # YAML is a superset of JSON
 
     def dump(doc: object) -> str:
         return json.dumps(doc, indent=2, sort_keys=True) + "\n"
 
-    def load(text: str) -> object:
-        return json.loads(text)
+
+def shown(text: str) -> str:
+    """A config file as the diff may show it: the node's own redaction, or nothing."""
+    if not text:
+        return ""
+    try:
+        from maculaos.config.redact import redact_doc  # noqa: PLC0415 (the node's package)
+        from maculaos.config.validate import parse  # noqa: PLC0415
+    except ImportError:
+        return "<not shown: the maculaos package is not importable here to hide secrets>\n"
+    doc, errors = parse(text.encode(), "config")
+    if errors:
+        return "<not shown: not a valid YAML config>\n"
+    return HEADER + dump(redact_doc(doc))
 
 
 HEADER = "# Written by Ansible (maculaos_config); the node applies it at every boot.\n"
@@ -108,8 +127,8 @@ def main() -> None:
         errors = [line.replace("<stdin>: ", "", 1) for line in err.splitlines() if line]
         module.fail_json(msg="invalid MaculaOS config: " + "; ".join(errors), errors=errors)
     try:
-        with open(p["path"]) as f:
-            before = f.read()
+        with open(p["path"], "rb") as f:
+            before = f.read().decode("utf-8", "replace")
     except FileNotFoundError:
         before = ""
     written = before != text
@@ -117,8 +136,8 @@ def main() -> None:
         "changed": written,
         "written": written,
         "diff": {
-            "before": before,
-            "after": text,
+            "before": shown(before) if module._diff else "",
+            "after": shown(text) if module._diff else "",
             "before_header": p["path"],
             "after_header": p["path"],
         },
@@ -128,10 +147,11 @@ def main() -> None:
     if written:
         directory = os.path.dirname(p["path"])
         os.makedirs(directory, mode=0o700, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".config-")
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".config-")  # 0600 from the start
         with os.fdopen(fd, "w") as f:
             f.write(text)
-        os.chmod(tmp, 0o600)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, p["path"])
     if p["apply"]:
         rc, out, err = module.run_command([exe, "config", "--config", p["path"], "apply", "--json"])

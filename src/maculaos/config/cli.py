@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,20 +12,9 @@ import yaml
 
 from maculaos.config import engine, layers, paths, seed
 from maculaos.config.applicators import Target
-from maculaos.config.schema import BY_PATH, KEYS
+from maculaos.config.redact import redact
+from maculaos.config.schema import KEYS
 from maculaos.config.validate import parse, validate
-
-USERINFO = re.compile(r"(\w+://)[^/@\s]+@")
-
-
-def redact(path: str, value: Any) -> Any:
-    if BY_PATH[path].secret:
-        return "<redacted>"
-    if isinstance(value, str):
-        return USERINFO.sub(r"\1<redacted>@", value)
-    if isinstance(value, list):
-        return [USERINFO.sub(r"\1<redacted>@", v) if isinstance(v, str) else v for v in value]
-    return value
 
 
 def nest(values: dict[str, Any]) -> dict[str, Any]:
@@ -74,6 +62,7 @@ def cmd_show(args: argparse.Namespace) -> int:
                 {"config": nest(shown), "sources": eff.sources, "errors": eff.errors},
                 indent=2,
                 sort_keys=True,
+                default=str,
             )
         )
     else:

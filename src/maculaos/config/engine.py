@@ -15,6 +15,7 @@ from typing import Any
 from maculaos.config import fastpath, layers, paths
 from maculaos.config.applicators import APPLICATORS, CHECKS, ApplyError, Target, write_file
 from maculaos.config.fastpath import VOLATILE
+from maculaos.config.redact import redact, redact_text
 from maculaos.config.schema import BY_PATH
 from maculaos.config.validate import read
 
@@ -118,6 +119,7 @@ def apply(p: Paths, target: Target, boot: bool = False) -> Result:
             else:
                 changes.append(f"run_cmd: {cmd}")
     volatile = any(str(w.get("path", "")).startswith(VOLATILE) for w in eff.values["write_files"])
+    changes, errors = [redact_text(c) for c in changes], [redact_text(e) for e in errors]
     status = read_status(p)
     status.update(
         {
@@ -125,7 +127,7 @@ def apply(p: Paths, target: Target, boot: bool = False) -> Result:
             "used": used,
             "last_changes": changes,
             "errors": errors,
-            "run_cmd": eff.values["run_cmd"],
+            "run_cmd": redact("run_cmd", eff.values["run_cmd"]),
             "volatile_writes": volatile,
         }
     )

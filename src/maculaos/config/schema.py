@@ -7,6 +7,7 @@ Standard library only (the fleet module ships it to nodes as module_utils).
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import re
 from collections.abc import Callable
 from typing import Any
@@ -25,6 +26,7 @@ class Key:
     secret: bool = False
     acted_on: bool = True  # False: validated now, applied by a later issue
     item_keys: tuple[str, ...] = ()  # for list[dict]: allowed keys of each item
+    key_check: Check | None = None  # for dict[str,str]: each key (``check``: each value)
 
 
 def _regex(pattern: str, what: str) -> Check:
@@ -41,7 +43,19 @@ HOSTNAME = _regex(
     r"[a-z0-9][a-z0-9-]*-\$\{RANDOM_SUFFIX\}",
     "a hostname (a-z, 0-9, '-'; may end in ${RANDOM_SUFFIX})",
 )
-IPADDR = _regex(r"(\d{1,3}(\.\d{1,3}){3})|([0-9a-fA-F:]+)", "an IPv4 or IPv6 address")
+
+
+def ip_address(value: Any) -> str | None:
+    try:
+        if isinstance(value, str):
+            ipaddress.ip_address(value)
+            return None
+    except ValueError:
+        pass
+    return "must be an IPv4 or IPv6 address like 9.9.9.9 or 2620:fe::fe"
+
+
+IPADDR = ip_address
 TIMEZONE = _regex(
     r"UTC|[A-Z][A-Za-z_+-]+(/[A-Za-z0-9_+-]+){0,2}", "an IANA time zone like Europe/Berlin or UTC"
 )
@@ -55,9 +69,63 @@ PERCENT = _regex(r"\d{1,3}%", "a percentage like 10%")
 SIZE = _regex(r"\d+[KMGT]?", "a size like 4G or 512M")
 MODULE = _regex(r"[A-Za-z0-9_-]+", "a kernel module name")
 SSH_KEY = _regex(
-    r"(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp\d+|sk-\S+) [A-Za-z0-9+/=]+( .*)?",
+    r"(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp\d+|sk-\S+) [A-Za-z0-9+/=]+( [^\x00-\x1f\x7f]*)?",
     "an SSH public key line (ssh-ed25519 AAAA... comment)",
 )
+
+
+# Kubernetes label syntax (k8s.io/apimachinery validation): [prefix/]name, the prefix a DNS
+# subdomain of at most 253 characters, the name and the value at most 63 characters of
+# [A-Za-z0-9-_.] starting and ending alphanumeric; a value may be empty.
+LABEL_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?")
+DNS_LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+DNS_SUBDOMAIN = re.compile(rf"{DNS_LABEL}(\.{DNS_LABEL})*")
+
+
+def label_key(key: Any) -> str | None:
+    prefix, slash, name = str(key).rpartition("/")
+    if LABEL_NAME.fullmatch(name) and (
+        not slash or (len(prefix) <= 253 and DNS_SUBDOMAIN.fullmatch(prefix))
+    ):
+        return None
+    return (
+        "must be a Kubernetes label key: [prefix/]name, the name 1-63 of A-Z a-z 0-9 - _ . "
+        "starting and ending alphanumeric, the prefix a DNS name like macula.io"
+    )
+
+
+def label_value(value: Any) -> str | None:
+    text = str(value).replace("${ARCH}", "arm64")
+    if text == "" or LABEL_NAME.fullmatch(text):
+        return None
+    return (
+        "must be a Kubernetes label value: empty or 1-63 of A-Z a-z 0-9 - _ . starting and "
+        "ending alphanumeric (${ARCH} allowed)"
+    )
+
+
+# sysctl.d(5) keys: dotted (net.ipv4.ip_forward) or slashed (net/ipv4/conf/eth0.10/forwarding,
+# where a dot is part of a name); no empty, '.' or '..' parts, no leading '-' (which would make
+# systemd-sysctl ignore a failure) or '/', no globs.
+SYSCTL_KEY = re.compile(
+    r"[A-Za-z0-9_][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*|[A-Za-z0-9_][\w.-]*(/[\w.-]+)+"
+)
+CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def sysctl_key(key: Any) -> str | None:
+    text = str(key)
+    if text.isascii() and SYSCTL_KEY.fullmatch(text) and not {".", ".."} & set(text.split("/")):
+        return None
+    return (
+        "must be a kernel parameter name like net.ipv4.ip_forward or net/ipv4/conf/eth0/rp_filter"
+    )
+
+
+def sysctl_value(value: Any) -> str | None:
+    if isinstance(value, bool) or str(value).strip() == "" or CONTROL.search(str(value)):
+        return "must be a number or one line of text (no newline or control characters)"
+    return None
 
 
 def _int_range(low: int, high: int) -> Check:
@@ -95,7 +163,9 @@ KEYS: tuple[Key, ...] = (
         "maculaos.labels",
         "dict[str,str]",
         {"macula.io/role": "edge"},
-        "k3s node labels; ${ARCH} becomes the architecture.",
+        "k3s node labels (Kubernetes label syntax); ${ARCH} becomes the architecture.",
+        check=label_value,
+        key_check=label_key,
     ),
     Key(
         "maculaos.modules",
@@ -442,9 +512,17 @@ KEYS: tuple[Key, ...] = (
         "write_files",
         "list[dict]",
         [],
-        "Files to write: path, content, permissions, owner.",
-        item_keys=("path", "content", "permissions", "owner", "encoding"),
+        "Files to write: path, content, permissions, owner, encoding (text, b64), secret "
+        "(true: content never shown).",
+        item_keys=("path", "content", "permissions", "owner", "encoding", "secret"),
     ),
-    Key("sysctl", "dict[str,str]", {}, "Kernel parameters (sysctl -w)."),
+    Key(
+        "sysctl",
+        "dict[str,str]",
+        {},
+        "Kernel parameters (sysctl -w).",
+        check=sysctl_value,
+        key_check=sysctl_key,
+    ),
 )
 BY_PATH = {k.path: k for k in KEYS}

@@ -15,14 +15,16 @@ from yaml.composer import ComposerError
 from yaml.constructor import ConstructorError
 from yaml.nodes import MappingNode, Node, ScalarNode
 
-from maculaos.config.schema import BY_PATH, KEYS, Key
+from maculaos.config.redact import redact_text
+from maculaos.config.schema import BY_PATH, CONTROL, KEYS, Key
 
 PLAIN_KEY = re.compile(r"[A-Za-z0-9_./${}-]+")
 PREFIXES = {p.rsplit(".", i)[0] for p in BY_PATH for i in range(1, p.count(".") + 1)}
 
 
-def _show(value: Any) -> str:
-    text = repr(value)
+def _show(value: Any, secret: bool = False) -> str:
+    """A value as an error shows it: short, credentials hidden."""
+    text = "<redacted>" if secret else redact_text(repr(value))
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -52,7 +54,7 @@ def _type_error(key: Key, value: Any) -> str | None:
 
 
 def check_value(key: Key, value: Any) -> list[str]:
-    where = f"{key.path}: {_show(value)}"
+    where = f"{key.path}: {_show(value, key.secret)}"
     err = _type_error(key, value)
     if err:
         return [f"{where} {err}"]
@@ -60,13 +62,22 @@ def check_value(key: Key, value: Any) -> list[str]:
     if key.allowed and value not in key.allowed:
         allowed = ", ".join(str(a) for a in key.allowed)
         errors.append(f"{where} is not allowed; use one of: {allowed}")
-    if key.check:
+    if key.type == "dict[str,str]":
+        for k, v in value.items():
+            problem = key.key_check(k) if key.key_check else None
+            if problem:
+                errors.append(f"{key.path}: key {_show(k)} {problem}")
+                continue
+            problem = key.check(v) if key.check else None
+            if problem:
+                errors.append(f"{key.path}[{k!r}]: {_show(v, key.secret)} {problem}")
+    elif key.check:
         items = value if isinstance(value, list) else [value]
         for i, item in enumerate(items):
             problem = key.check(item)
             if problem:
                 at = f"{key.path}[{i}]" if isinstance(value, list) else key.path
-                errors.append(f"{at}: {_show(item)} {problem}")
+                errors.append(f"{at}: {_show(item, key.secret)} {problem}")
     if key.type == "list[dict]":
         for i, item in enumerate(value):
             for k in item:
@@ -83,8 +94,15 @@ def _check_write_file(i: int, item: dict[str, Any]) -> list[str]:
     where = f"write_files[{i}]"
     errors = []
     path = item.get("path")
-    if not isinstance(path, str) or not path.startswith("/") or "/../" in path + "/":
-        errors.append(f"{where}.path: {_show(path)} must be an absolute path without '..'")
+    if (
+        not isinstance(path, str)
+        or not path.startswith("/")
+        or "/../" in path + "/"
+        or CONTROL.search(path)
+    ):
+        errors.append(
+            f"{where}.path: {_show(path)} must be an absolute path without '..' or newlines"
+        )
     if not isinstance(item.get("content", ""), str):
         errors.append(f"{where}.content must be a string")
     perms = item.get("permissions", "0644")
@@ -95,6 +113,8 @@ def _check_write_file(i: int, item: dict[str, Any]) -> list[str]:
     owner = item.get("owner", "root:root")
     if not isinstance(owner, str) or owner.count(":") != 1:
         errors.append(f"{where}.owner: {_show(owner)} must be user:group")
+    if not isinstance(item.get("secret", False), bool):
+        errors.append(f"{where}.secret: {_show(item['secret'])} must be true or false")
     if item.get("encoding", "text") not in ("text", "b64"):
         errors.append(f"{where}.encoding must be text or b64")
     return errors
