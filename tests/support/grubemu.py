@@ -27,10 +27,20 @@ RESULT = re.compile(r"RESULT chosen=(\S*) default=(\S*) recovery=(\S*)")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
-def script() -> str:
-    text = jinja2.Template(TEMPLATE.read_text(), keep_trailing_newline=True).render(
+def render(template: Path = TEMPLATE) -> str:
+    """grub.cfg as the image role writes it."""
+    return jinja2.Template(template.read_text(), keep_trailing_newline=True).render(
         image_arch="amd64", _image_console={"amd64": "ttyS0"}, image_cmdline_extra="quiet"
     )
+
+
+def script(cfg: str | None = None) -> str:
+    """A grub.cfg (default: the image's) up to its menu entries, plus the decision line."""
+    text = cfg if cfg is not None else render()
+    return _script(text)
+
+
+def _script(text: str) -> str:
     logic = text[: text.index("\nmenuentry ")]
     kept = [
         line
@@ -62,7 +72,6 @@ class Esp:
                        capture_output=True)  # fmt: skip
         self._m("mmd", "::/EFI", f"::/{ENV_DIR}")
         (self.workdir / "device.map").write_text(f"(hd0) {self.image}\n")
-        (self.workdir / "grub.cfg").write_text(script())
 
     def _m(self, tool: str, *args: str) -> bytes:
         r = subprocess.run([tool, "-i", str(self.image), *args], capture_output=True, check=False)
@@ -96,8 +105,12 @@ class Esp:
     def files(self) -> dict[str, bytes]:
         return {name: self.get(name) for name in self.names()}
 
-    def boot(self) -> Decision:
-        """One pass of grub.cfg: the slot it boots (and counts, when on trial)."""
+    def boot(self, cfg: str | None = None) -> Decision:
+        """One pass of grub.cfg (default: the image's; ``esp``: the one on the ESP image):
+        the slot it boots (and counts, when on trial)."""
+        if cfg == "esp":
+            cfg = self.get("grub.cfg").decode()
+        (self.workdir / "grub.cfg").write_text(script(cfg))
         r = subprocess.run(
             ["grub-emu", "-d", str(self.workdir), "-r", "host", "-m",
              str(self.workdir / "device.map")],

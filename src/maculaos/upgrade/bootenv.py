@@ -55,6 +55,7 @@ ENV_DIR = ESP_MOUNT / "EFI" / "maculaos"
 GRUBENV = ENV_DIR / "grubenv"  # the single block of nodes made before the redundant layout
 COPIES = ("bootenv.1", "bootenv.2")
 COUNTER = "bootcount"
+LAYOUT_MARKER = b"maculaos-boot-layout: 2"  # in grub.cfg: GRUB reads bootenv.N and bootcount
 HEADER = b"# GRUB Environment Block\n"
 SIZE = 1024
 SECTOR = 512
@@ -266,8 +267,34 @@ def sum_line(name: str, block: bytes) -> bytes:
 
 
 def redundant(env_dir: Path) -> bool:
-    """True when the ESP carries the redundant layout (any of its files)."""
-    return any((env_dir / n).exists() for n in (*COPIES, *(c + ".sum" for c in COPIES)))
+    """True when GRUB reads the redundant layout: the grub.cfg in force says so (an ESP being
+    updated may hold the new files before its grub.cfg switches to them); without a grub.cfg
+    (tests, a bare directory), when the files are there."""
+    cfg = env_dir / "grub.cfg"
+    try:
+        with cfg.open("rb") as f:
+            return LAYOUT_MARKER in f.read(4096)
+    except FileNotFoundError:
+        return any((env_dir / n).exists() for n in (*COPIES, *(c + ".sum" for c in COPIES)))
+
+
+def migrate(env_dir: Path) -> None:
+    """Write the redundant layout's files from the legacy block, keeping the state in force
+    (a slot on trial keeps the boots it has left). grub.cfg is not touched: the old one keeps
+    reading the legacy block until the ESP update switches it (maculaos.upgrade.esp)."""
+    env = read(env_dir / "grubenv")
+    counter: dict[str, str] = {}
+    for name in SLOTS:
+        slot = env.slots[name]
+        if slot.left is not None:  # the trial goes on with the boots it has left
+            slot.trial = "1"
+            env.tries[name] = max(slot.left, 1) if slot.left else 1
+            counter |= {f"{name}_CTR": "1", f"{name}_BOOTS": "0" if slot.left else "1"}
+    block = render_block(env.policy(1))
+    for name in COPIES:
+        _overwrite(env_dir / name, block)
+        _overwrite(env_dir / f"{name}.sum", sum_line(name, block))
+    _overwrite(env_dir / COUNTER, render_block(counter))
 
 
 def read_copy(env_dir: Path, name: str) -> tuple[int, dict[str, str]]:

@@ -267,6 +267,13 @@ def cmd_rollback(args: argparse.Namespace) -> int:
             "maculaos upgrade status shows both slots",
         )
     version = state.slot_version(other, booted) or "unknown"
+    if bootenv.redundant(bootenv.ENV_DIR) and not state.slot_reads_redundant_env(other):
+        die(
+            f"slot {other} holds {version}, which predates this node's boot environment (it "
+            "would write a block GRUB no longer reads, and could not update or fall back "
+            "properly); nothing changed",
+            "install the release you want with: maculaos upgrade --apply --allow-downgrade",
+        )
     env.set_primary(other, None)
     bootenv.write(env)
     print(f"slot {other} ({version}) boots next; slot {booted} stays as the fallback")
@@ -317,6 +324,8 @@ def status_data() -> dict[str, Any]:
             "seq": env.seq,
             "problems": env.problems,
             "last_repair": (data.get("bootenv_repairs") or [None])[-1],
+            "redundant": bootenv.redundant(bootenv.ENV_DIR),
+            "last_esp_update": (data.get("esp_updates") or [None])[-1],
         },
         "install_blocked": install_refusal(env, booted, data, state.boot_id()) if booted else None,
     }

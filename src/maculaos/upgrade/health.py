@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from maculaos.upgrade import bootenv, state
+from maculaos.upgrade import bootenv, esp, state
 
 # joined to the required set when enabled (they arrive with the k3s and mesh issues)
 OPTIONAL_UNITS = ("k3s.service", "k3s-agent.service", "macula-mesh.service")
@@ -137,6 +137,7 @@ def gate(reboot: Callable[[], None], config: dict[str, Any] | None = None) -> in
         if env.slots[booted] != bootenv.Slot(True, None) or env.last_good != booted:
             env.set_state(booted, True)
             bootenv.write(env)
+        update_esp(data, running)
         repair_boot_environment(data, booted, damage)
         state.save(data)
         state.banner(_rollback_banner(data))
@@ -164,6 +165,22 @@ def gate(reboot: Callable[[], None], config: dict[str, Any] | None = None) -> in
     )
     reboot()
     return 1
+
+
+def update_esp(data: dict[str, Any], running: str) -> None:
+    """After a good boot: the ESP follows this release's boot logic (maculaos.upgrade.esp). A
+    failure is reported and tried again after the next good boot; the node boots either way."""
+    try:
+        changed = esp.sync()
+    except (OSError, bootenv.BootEnvError) as e:
+        print(f"ESP update to {running} failed (tried again after the next good boot): {e}")
+        return
+    if changed:
+        print(f"ESP updated to the boot logic of {running}: {', '.join(changed)}", flush=True)
+        data["esp_updates"] = [
+            *data.get("esp_updates", [])[-9:],
+            {"time": state.now(), "version": running, "files": changed},
+        ]
 
 
 def repair_boot_environment(data: dict[str, Any], booted: str, seen: list[str]) -> None:

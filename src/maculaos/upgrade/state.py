@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -94,11 +95,9 @@ def os_release_version(path: Path = OS_RELEASE) -> str | None:
     return None
 
 
-def slot_version(name: str, booted: str | None) -> str | None:
-    """The version a slot holds: the running root's os-release, or the other slot's, read
-    from a read-only mount of its squashfs."""
-    if name == booted:
-        return os_release_version()
+@contextlib.contextmanager
+def mounted_slot(name: str) -> Iterator[Path | None]:
+    """The other slot's root, mounted read-only (None when it cannot be mounted)."""
     device = Path("/dev/disk/by-partlabel") / bootenv.PARTLABEL[name]
     with tempfile.TemporaryDirectory(prefix="maculaos-slot-") as mnt:
         r = subprocess.run(
@@ -107,11 +106,34 @@ def slot_version(name: str, booted: str | None) -> str | None:
             check=False,
         )
         if r.returncode != 0:
-            return None
+            yield None
+            return
         try:
-            return os_release_version(Path(mnt) / "usr/lib/os-release")
+            yield Path(mnt)
         finally:
             subprocess.run(["umount", mnt], capture_output=True, check=False)
+
+
+def slot_version(name: str, booted: str | None) -> str | None:
+    """The version a slot holds: the running root's os-release, or the other slot's, read
+    from a read-only mount of its squashfs."""
+    if name == booted:
+        return os_release_version()
+    with mounted_slot(name) as root:
+        return None if root is None else os_release_version(root / "usr/lib/os-release")
+
+
+def slot_reads_redundant_env(name: str) -> bool:
+    """Whether the release in slot ``name`` knows the redundant boot environment (its ESP
+    content says so): a release that does not would write a block GRUB no longer reads."""
+    with mounted_slot(name) as root:
+        if root is None:
+            return False
+        try:
+            cfg = (root / "usr/lib/maculaos/esp/EFI/maculaos/grub.cfg").read_bytes()
+        except OSError:
+            return False
+        return bootenv.LAYOUT_MARKER in cfg
 
 
 def banner(text: str | None, paths: tuple[Path, ...] = BANNERS) -> None:
