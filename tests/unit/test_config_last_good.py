@@ -35,7 +35,7 @@ def test_item10_an_applicator_error_does_not_promote_the_config(
     changed = CONFIG.replace("Europe/Berlin", "UTC").replace("keyboard: de", "keyboard: us")
     (root / "usr/share/zoneinfo/UTC").write_bytes(b"TZif")
     p.node_config.write_text(changed)
-    swapped = [(n, failing_sysctl if n == "sysctl" else f) for n, f in engine.APPLICATORS]
+    swapped = [(n, failing_sysctl if n == "sysctl" else f) for n, f in applicators.APPLICATORS]
     monkeypatch.setattr(engine, "APPLICATORS", tuple(swapped))
     result = engine.apply(p, target(root))
     assert result.errors == ["sysctl: sysctl -p: cannot stat /proc/sys/net/ipv4/nope"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from maculaos.config import layers
-from maculaos.config.cli import redact
+from maculaos.config.redact import redact
 
 
 def test_layers_in_order(tmp_path: Path) -> None:
