@@ -5,6 +5,7 @@ returns the list of changes it made, empty when everything already matched (idem
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import grp
 import os
@@ -263,6 +264,56 @@ def check_write_files(cfg: dict[str, Any], t: Target) -> None:
                 ) from None
 
 
+def _module_names(moddir: Path) -> set[str]:
+    """Modules (and aliases) the kernel in ``moddir`` (/lib/modules/<release>) can load."""
+    names = set()
+    for index in ("modules.dep", "modules.builtin"):
+        with contextlib.suppress(OSError):
+            for line in (moddir / index).read_text(errors="replace").splitlines():
+                module = line.split(":", 1)[0].rsplit("/", 1)[-1]
+                names.add(module.split(".ko", 1)[0])
+    with contextlib.suppress(OSError):
+        for line in (moddir / "modules.alias").read_text(errors="replace").splitlines():
+            if line.startswith("alias ") and len(line.split()) >= 3:
+                names.add(line.split()[1])
+    return {n.replace("-", "_") for n in names}
+
+
+def check_modules(cfg: dict[str, Any], t: Target) -> None:
+    """Each module is loaded already or known to this kernel's module index (nothing to check
+    against when the root has no /lib/modules for the running kernel, e.g. an image build)."""
+    release = os.uname().release
+    moddir = t.path(f"/lib/modules/{release}")
+    if not (moddir / "modules.dep").is_file():
+        return
+    known = _module_names(moddir)
+    for m in cfg["maculaos.modules"]:
+        loaded = t.live and Path(f"/sys/module/{m.replace('-', '_')}").exists()
+        if not loaded and m.replace("-", "_") not in known:
+            raise ApplyError(
+                f"maculaos.modules: {m!r} is not a kernel module of this kernel ({moddir})"
+            )
+
+
+def check_sysctl(cfg: dict[str, Any], t: Target) -> None:
+    """Each key is a file under /proc/sys of the running kernel. Some appear only once their
+    module is loaded (net.bridge.* with br_netfilter): while a configured module is not
+    loaded yet, unknown keys are left to `sysctl -p`, whose error names them too."""
+    proc = Path("/proc/sys")
+    if not t.live or not proc.is_dir():
+        return
+    if any(
+        not Path(f"/sys/module/{m.replace('-', '_')}").exists() for m in cfg["maculaos.modules"]
+    ):
+        return
+    for key in cfg["sysctl"]:
+        name = str(key) if "/" in str(key) else str(key).replace(".", "/")
+        if not (proc / name).exists():
+            raise ApplyError(
+                f"sysctl: {key!r} is not a kernel parameter of this kernel (no /proc/sys/{name})"
+            )
+
+
 def apply_locale(cfg: dict[str, Any], t: Target) -> list[str]:
     loc: str = cfg["maculaos.locale"]
     a = write_file(t.path("/etc/locale.conf"), f"LANG={loc}\n")
@@ -287,7 +338,14 @@ Check = Callable[[dict[str, Any], Target], None]
 
 # Checks that need the system (time zone database, built locales, users) run for the whole
 # config before any applicator: a config that fails one is invalid as a whole.
-CHECKS: tuple[Check, ...] = (check_keyboard, check_timezone, check_locale, check_write_files)
+CHECKS: tuple[Check, ...] = (
+    check_keyboard,
+    check_timezone,
+    check_locale,
+    check_write_files,
+    check_modules,
+    check_sysctl,
+)
 
 APPLICATORS: tuple[tuple[str, Applicator], ...] = (
     ("hostname", apply_hostname),

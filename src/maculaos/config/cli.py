@@ -14,7 +14,7 @@ from maculaos.config import engine, layers, paths, seed
 from maculaos.config.applicators import Target
 from maculaos.config.redact import redact
 from maculaos.config.schema import KEYS
-from maculaos.config.validate import parse, validate
+from maculaos.config.validate import MAX_BYTES, parse, read, validate
 
 
 def nest(values: dict[str, Any]) -> dict[str, Any]:
@@ -29,23 +29,29 @@ def nest(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    source = args.file
-    if source == "-":
-        text, name = sys.stdin.read(), "<stdin>"
+    """The schema, then (unless --schema-only) the checks apply runs against this system, on
+    the file merged over the image defaults as apply sees it."""
+    name = "<stdin>" if args.file == "-" else args.file
+    if args.file == "-":
+        data: bytes | None = sys.stdin.buffer.read(MAX_BYTES + 1)
+        errors: list[str] = []
     else:
-        path = Path(source)
-        try:
-            text, name = path.read_text(), str(path)
-        except OSError as e:
-            print(f"{source}: cannot read: {e.strerror}", file=sys.stderr)
-            return 1
-    doc, errors = parse(text, name)
-    if not errors:
-        errors = [f"{name}: {e}" for e in validate(doc)[1]]
+        data, errors = read(Path(args.file))
+        if data is None and not errors:
+            errors = [f"{name}: no such file"]
+    if data is not None:
+        doc, errors = parse(data, name)
+        if not errors:
+            values, problems = validate(doc)
+            if not problems and not args.schema_only:
+                image = layers.load(Path("/nonexistent"), cmdline=None, last_good=None)
+                merged = {**image.values, **values}
+                problems = engine.system_problems(merged, Target())
+            errors = [f"{name}: {e}" for e in problems]
     for problem in errors:
         print(problem, file=sys.stderr)
     if not errors:
-        print(f"{name}: valid")
+        print(f"{name}: valid" + (" (schema only)" if args.schema_only else ""))
     return 1 if errors else 0
 
 
@@ -148,6 +154,12 @@ def add_parser(sub: Any) -> None:
         nargs="?",
         default=str(paths.NODE_CONFIG),
         help="file to check ('-' for stdin; default: the node's config)",
+    )
+    v.add_argument(
+        "--schema-only",
+        action="store_true",
+        help="skip the checks against this system (time zones, locales, users, modules, sysctl)"
+        ": for a host that is not the node",
     )
     v.set_defaults(func=cmd_validate)
     s = csub.add_parser("show", help="the effective merged config (secrets redacted)")
