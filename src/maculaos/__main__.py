@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -53,12 +54,28 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    """Never a traceback: a known error is one line (exit 1), anything else an internal error
+    (exit 70, EX_SOFTWARE) with a hint to report it; Ctrl-C exits 130 quietly."""
     try:
+        args = parser().parse_args(argv)
         return int(args.func(args))
     except MaculaError as e:
         print(f"maculaos: error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # `maculaos config show | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except Exception as e:
+        said = " ".join(str(e).split())[:300]
+        print(f"maculaos: internal error: {type(e).__name__}: {said}", file=sys.stderr)
+        print(
+            "  please report it, with the command you ran: "
+            "https://github.com/macula-io/macula-os/issues",
+            file=sys.stderr,
+        )
+        return 70
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ from maculaos.config.applicators import Target
 from maculaos.config.redact import redact
 from maculaos.config.schema import KEYS
 from maculaos.config.validate import MAX_BYTES, parse, read, validate
+from maculaos.log import die
 
 
 def nest(values: dict[str, Any]) -> dict[str, Any]:
@@ -55,12 +58,25 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 1 if errors else 0
 
 
+def _readable(command: str, *files: Path) -> None:
+    """Say plainly that a read-only command needs root rather than show something else."""
+    for f in files:
+        try:
+            os.close(os.open(f, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY))
+        except PermissionError:
+            die(f"{command} needs root: cannot read {f}", f"sudo maculaos {command}")
+        except OSError:
+            pass  # missing or broken: the command reports it itself
+
+
 def _paths(args: argparse.Namespace) -> engine.Paths:
     return engine.Paths(node_config=Path(args.config), state=Path(args.state))
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    eff = layers.load(Path(args.config))
+    p = _paths(args)
+    _readable("config show", p.node_config, p.last_good)
+    eff = layers.load(p.node_config, last_good=p.last_good)
     shown = {p: redact(p, v) for p, v in eff.values.items()}
     if args.json:
         print(
@@ -81,7 +97,10 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_apply(args: argparse.Namespace) -> int:
     paths = _paths(args)
     if args.boot and not paths.status_file.exists():  # first boot only
-        note = seed.seed(paths.node_config)
+        try:
+            note = seed.seed(paths.node_config)
+        except (OSError, subprocess.SubprocessError) as err:
+            note = f"no seed config: {err}"
         if note:
             print(note)
     result = engine.apply(paths, Target(), boot=args.boot)
@@ -114,7 +133,9 @@ def dataclasses_dict(result: engine.Result) -> dict[str, Any]:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    status = engine.read_status(_paths(args))
+    p = _paths(args)
+    _readable("config status", p.status_file)
+    status = engine.read_status(p)
     if args.json:
         print(json.dumps(status, indent=2, sort_keys=True))
         return 0
