@@ -3,6 +3,8 @@ exercised by the VM tier)."""
 
 from __future__ import annotations
 
+import os
+import threading
 from pathlib import Path
 
 from maculaos.config import seed
@@ -36,3 +38,20 @@ def test_existing_config_is_never_replaced(tmp_path: Path) -> None:
     (tmp_path / "MACULAOS_CONFIG").touch()
     assert seed.seed(dest, by_label=tmp_path) is None
     assert dest.read_text() == "x: 1\n"
+
+
+def test_item8_a_seed_file_is_read_bounded_like_any_config(tmp_path: Path) -> None:
+    """A seed volume is hostile input too: a FIFO or a huge file is reported, not copied."""
+    dest = tmp_path / "config.yaml"
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    said: list[str | None] = []
+    worker = threading.Thread(target=lambda: said.append(seed.install(fifo, dest)), daemon=True)
+    worker.start()
+    worker.join(10)  # reading a FIFO would wait for a writer forever
+    assert said == [f"{fifo}: is not a regular file"]
+    huge = tmp_path / "huge"
+    with huge.open("wb") as f:
+        f.truncate(64 << 20)
+    assert "larger than 1024 KiB" in str(seed.install(huge, dest))
+    assert not dest.exists()

@@ -4,11 +4,13 @@ stick, a QEMU drive) when the node has no config yet, so unattended installs nee
 from __future__ import annotations
 
 import contextlib
-import os
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from maculaos.config.applicators import write_file
+from maculaos.config.validate import read
 
 LABELS = ("MACULAOS_CONFIG", "cidata", "CIDATA")
 FILES = ("config.yaml", "maculaos.yaml", "user-data")
@@ -40,12 +42,14 @@ def pick(tree: Path) -> Path | None:
     return None
 
 
-def install(source: Path, node_config: Path) -> None:
-    node_config.parent.mkdir(parents=True, exist_ok=True)
-    tmp = node_config.with_suffix(".seed-tmp")
-    tmp.write_bytes(source.read_bytes())
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, node_config)
+def install(source: Path, node_config: Path) -> str | None:
+    """Copy the seed (bounded, like any config file) into place, 0600 from its creation on;
+    an error when it cannot be read."""
+    data, errors = read(source)
+    if data is None:
+        return "; ".join(errors) or f"{source}: no such file"
+    write_file(node_config, data, 0o600)
+    return None
 
 
 def seed(node_config: Path, by_label: Path = BY_LABEL) -> str | None:
@@ -61,5 +65,7 @@ def seed(node_config: Path, by_label: Path = BY_LABEL) -> str | None:
         source = pick(tree)
         if source is None:
             return f"seed volume {device} has none of {', '.join(FILES)}"
-        install(source, node_config)
+        problem = install(source, node_config)
+        if problem:
+            return f"seed volume {device} not used: {problem}"
         return f"seeded {node_config} from {device}:{source.name}"
