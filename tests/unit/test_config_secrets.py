@@ -179,3 +179,17 @@ def test_item11_good_values_still_pass() -> None:
         "write_files": [{"path": "/etc/x", "content": "a", "secret": False}],
     }
     assert validate(doc)[1] == []
+
+
+def test_item11_status_hides_credentials_in_an_older_status_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    old = {"errors": [f"run_cmd: 'curl https://ci:{TOKEN}@h' exited 1"], "run_cmd": []}
+    (state / "config-status.json").write_text(json.dumps(old))
+    p = engine.Paths(node_config=tmp_path / "config.yaml", state=state)
+    for as_json in (True, False):
+        cli.cmd_status(namespace(p, json=as_json))
+        out = capsys.readouterr().out
+        assert TOKEN not in out and "https://<redacted>@h" in out

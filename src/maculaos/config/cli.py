@@ -14,7 +14,7 @@ import yaml
 
 from maculaos.config import engine, layers, paths, seed
 from maculaos.config.applicators import Target
-from maculaos.config.redact import redact
+from maculaos.config.redact import redact, redact_doc
 from maculaos.config.schema import KEYS
 from maculaos.config.validate import MAX_BYTES, parse, read, validate
 from maculaos.log import die
@@ -135,7 +135,7 @@ def dataclasses_dict(result: engine.Result) -> dict[str, Any]:
 def cmd_status(args: argparse.Namespace) -> int:
     p = _paths(args)
     _readable("config status", p.status_file)
-    status = engine.read_status(p)
+    status = redact_doc(engine.read_status(p))  # a file written before redaction, too
     if args.json:
         print(json.dumps(status, indent=2, sort_keys=True))
         return 0
