@@ -15,7 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from maculaos.config import fastpath, layers
+from maculaos.config import engine, fastpath, layers
+from maculaos.config.applicators import Target
 from maculaos.config.validate import parse, validate
 
 REPO = Path(__file__).resolve().parents[2]
@@ -155,6 +156,11 @@ def test_item8_boot_stops_a_hung_apply_and_still_succeeds(tmp_path: Path) -> Non
     assert r.returncode == 0 and time.monotonic() - start < 10
     assert "did not finish within 1s and was stopped" in r.stderr
     assert "did not finish" in (tmp_path / "run/motd.d/50-maculaos-config").read_text()
+    # `config status` says so until an apply finishes
+    p = engine.Paths(node_config=tmp_path / "config.yaml", state=tmp_path / "state")
+    assert any("did not finish within 1s" in e for e in engine.read_status(p)["errors"])
+    engine.apply(p, Target(root=tmp_path, live=False, sysfs_net=tmp_path / "net"))
+    assert not any("did not finish" in e for e in engine.read_status(p)["errors"])
 
 
 def test_item8_boot_skips_the_fast_path_for_a_fifo(tmp_path: Path) -> None:

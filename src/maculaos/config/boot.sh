@@ -27,6 +27,7 @@ rc=$?
 if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
   msg="maculaos config apply did not finish within ${limit}s and was stopped; see: journalctl -b -u maculaos-config"
   echo "$msg" >&2
+  { mkdir -p "$state" && echo "$msg" > "$state/config-timeout"; } 2>/dev/null  # for `config status`
   run=${MACULAOS_RUN:-/run}
   for banner in "$run/motd.d/50-maculaos-config" "$run/issue.d/50-maculaos-config.issue"; do
     mkdir -p "${banner%/*}" && printf '\n*** MaculaOS: %s ***\n\n' "$msg" > "$banner"

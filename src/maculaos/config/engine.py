@@ -38,6 +38,10 @@ class Paths:
     def status_file(self) -> Path:
         return self.state / "config-status.json"
 
+    @property
+    def timeout_file(self) -> Path:  # written by boot.sh when it stopped an apply
+        return self.state / "config-timeout"
+
 
 @dataclasses.dataclass
 class Result:
@@ -56,9 +60,13 @@ def _now() -> str:
 def read_status(p: Paths) -> dict[str, Any]:
     try:
         data = json.loads(p.status_file.read_text())
-        return data if isinstance(data, dict) else {}
+        status = data if isinstance(data, dict) else {}
     except (OSError, ValueError):
-        return {}
+        status = {}
+    with contextlib.suppress(OSError, ValueError):  # the last boot's apply was stopped
+        stopped = p.timeout_file.read_text().strip()
+        status["errors"] = [*(status.get("errors") or []), stopped]
+    return status
 
 
 def _banner(p: Paths, errors: list[str], invalid: bool) -> None:
@@ -153,6 +161,7 @@ def apply(p: Paths, target: Target, boot: bool = False) -> Result:
             target.sysfs_net,
         )
         write_file(p.status_file, json.dumps(status, indent=2) + "\n", 0o600)
+        p.timeout_file.unlink(missing_ok=True)  # this apply finished
     _banner(p, errors, invalid=bool(eff.errors))
     pending = sorted(
         path
