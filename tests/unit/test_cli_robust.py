@@ -130,3 +130,11 @@ def test_item12_hostile_arguments_and_inputs_never_print_a_traceback(tmp_path: P
         err = r.stderr.decode(errors="replace")
         assert "Traceback" not in err, (args, err)
         assert r.returncode in (0, 1, 2), (args, r.returncode, err)
+
+
+def test_item12_apply_as_a_normal_user_says_it_needs_root(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert cli_main.main(["config", "apply"]) == 1
+    assert "maculaos: error: config apply needs root" in capsys.readouterr().err

@@ -95,6 +95,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
+    if os.geteuid() != 0:  # it writes /etc and runs modprobe, sysctl, systemctl
+        die("config apply needs root", "sudo maculaos config apply")
     paths = _paths(args)
     if args.boot and not paths.status_file.exists():  # first boot only
         try:
