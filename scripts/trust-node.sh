@@ -25,11 +25,15 @@ case "$want" in
   SHA256:?*) ;;
   *) echo "trust-node: '$want' is not a SHA256:... fingerprint (copy it from the node's console)" >&2; exit 2 ;;
 esac
-[[ "$port" =~ ^[0-9]+$ ]] || { echo "trust-node: port '$port' is not a number" >&2; exit 2; }
+[[ "$port" =~ ^[0-9]{1,5}$ ]] && port=$((10#$port)) && [ "$port" -ge 1 ] && [ "$port" -le 65535 ] \
+  || { echo "trust-node: port '$port' is not a number from 1 to 65535" >&2; exit 2; }
+# a host name or address, one of them (no options, lists or patterns for ssh-keyscan)
+[[ "$host" =~ ^[A-Za-z0-9][A-Za-z0-9._:-]*$ ]] \
+  || { echo "trust-node: '$host' is not a host name or address" >&2; exit 2; }
 [ -d "$inventory" ] || { echo "trust-node: no inventory directory $inventory" >&2; exit 2; }
 known="$inventory/known_hosts"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-if ! timeout 30 ssh-keyscan -T 10 -p "$port" -t ed25519,ecdsa,rsa "$host" >"$tmp/offered" 2>/dev/null \
+if ! timeout 30 ssh-keyscan -T 10 -p "$port" -t ed25519,ecdsa,rsa -- "$host" >"$tmp/offered" 2>/dev/null \
    || [ ! -s "$tmp/offered" ]; then
   echo "trust-node: $host:$port did not answer with an SSH host key (is the node up and reachable?)" >&2
   exit 1

@@ -62,16 +62,20 @@ class Decision:
 
 
 class Esp:
-    """A FAT image holding EFI/maculaos/, and a plain directory mirror for the Python side."""
+    """A FAT image holding EFI/maculaos/ (files by path relative to it, subdirectories
+    included), and plain directory mirrors for the Python side."""
 
     def __init__(self, workdir: Path | None = None) -> None:
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="grubemu-"))
         self.image = self.workdir / "esp.img"
+        self._format()
+        (self.workdir / "device.map").write_text(f"(hd0) {self.image}\n")
+
+    def _format(self) -> None:
         self.image.unlink(missing_ok=True)
         subprocess.run(["mkfs.vfat", "-C", str(self.image), "2048"], check=True,
                        capture_output=True)  # fmt: skip
         self._m("mmd", "::/EFI", f"::/{ENV_DIR}")
-        (self.workdir / "device.map").write_text(f"(hd0) {self.image}\n")
 
     def _m(self, tool: str, *args: str) -> bytes:
         r = subprocess.run([tool, "-i", str(self.image), *args], capture_output=True, check=False)
@@ -80,25 +84,31 @@ class Esp:
         return r.stdout
 
     def put(self, name: str, data: bytes) -> None:
+        parts = name.split("/")
+        for i in range(1, len(parts)):
+            sub = "/".join(parts[:i])
+            # (fails harmlessly when the directory exists)
+            subprocess.run(["mmd", "-i", str(self.image), f"::/{ENV_DIR}/{sub}"],
+                           capture_output=True, check=False)  # fmt: skip
         src = self.workdir / "put.tmp"
         src.write_bytes(data)
         self._m("mcopy", "-o", str(src), f"::/{ENV_DIR}/{name}")
 
-    def remove(self, name: str) -> None:
-        self._m("mdel", f"::/{ENV_DIR}/{name}")
-
     def names(self) -> list[str]:
-        out = self._m("mdir", "-b", f"::/{ENV_DIR}").decode()
-        return sorted(Path(line.strip()).name for line in out.splitlines() if line.strip())
+        out = self._m("mdir", "-/", "-b", f"::/{ENV_DIR}").decode()
+        prefix = f"::/{ENV_DIR}/"
+        return sorted(
+            line.strip()[len(prefix) :]
+            for line in out.splitlines()
+            if line.strip().startswith(prefix) and not line.strip().endswith("/")
+        )
 
     def get(self, name: str) -> bytes:
         return self._m("mcopy", f"::/{ENV_DIR}/{name}", "-")
 
     def load(self, files: dict[str, bytes]) -> None:
-        """Make EFI/maculaos/ hold exactly ``files``."""
-        for name in self.names():
-            if name not in files:
-                self.remove(name)
+        """A fresh ESP whose EFI/maculaos/ holds exactly ``files``."""
+        self._format()
         for name, data in files.items():
             self.put(name, data)
 
@@ -128,13 +138,19 @@ class Esp:
 
 
 def write_dir(files: dict[str, bytes], directory: Path) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    for old in directory.iterdir():
-        old.unlink()
+    """Make ``directory`` hold exactly ``files`` (paths relative to it)."""
+    if directory.exists():
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True)
     for name, data in files.items():
+        (directory / name).parent.mkdir(parents=True, exist_ok=True)
         (directory / name).write_bytes(data)
     return directory
 
 
 def read_dir(directory: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(directory.iterdir()) if p.is_file()}
+    return {
+        p.relative_to(directory).as_posix(): p.read_bytes()
+        for p in sorted(directory.rglob("*"))
+        if p.is_file()
+    }

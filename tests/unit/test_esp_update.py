@@ -59,7 +59,7 @@ def old_esp(root: Path, env: BootEnv) -> Path:
 
 def grub_decides(emu: grubemu.Esp, root: Path) -> str:
     env_dir = root / "EFI/maculaos"
-    emu.load({p.name: p.read_bytes() for p in env_dir.iterdir() if p.is_file()})
+    emu.load(grubemu.read_dir(env_dir))
     return emu.boot("esp").chosen
 
 
@@ -86,7 +86,19 @@ def test_item5_an_old_esp_gets_the_new_boot_logic_and_keeps_its_state(
     assert (node / "EFI/BOOT/BOOTX64.EFI").read_bytes() == b"old GRUB core"  # never swapped
     assert python_decides(node) == before_py
     assert grub_decides(emu, node) == before_grub
+    # code from before the switch fails closed instead of writing a block GRUB ignores
+    assert not (node / "EFI/maculaos/grubenv").exists()
+    assert (node / "EFI/maculaos/grubenv.before-layout-2").exists()
     assert esp.sync(src, node) == []  # idempotent
+
+
+def test_item5_a_write_cut_short_is_cleaned_up(tmp_path: Path) -> None:
+    src = content(tmp_path / "content")
+    node = old_esp(tmp_path / "esp", LEGACY_STATES["fresh"])
+    (node / "EFI/maculaos/grub.cfg.maculaos-new").write_text("half a grub.cfg")
+    esp.sync(src, node)
+    assert not list(node.rglob("*.maculaos-new"))
+    assert (node / "EFI/maculaos/grub.cfg").read_text() == NEW_CFG
 
 
 class PowerCut(Exception):

@@ -76,6 +76,9 @@ def test_item13_trust_node_refuses_bad_arguments_without_touching_known_hosts(
         (["-i", str(inv), "-p", "22;rm", "192.0.2.1", "SHA256:x"], "not a number"),
         (["-i", str(tmp_path / "none"), "192.0.2.1", "SHA256:x"], "no inventory directory"),
         (["-i", str(inv), "192.0.2.1"], "usage"),
+        (["-i", str(inv), "-p", "70000", "192.0.2.1", "SHA256:x"], "from 1 to 65535"),
+        (["-i", str(inv), "--", "-fkeys", "SHA256:x"], "not a host name"),
+        (["-i", str(inv), "a.example,b.example", "SHA256:x"], "not a host name"),
     ):
         r = subprocess.run([script, *argv], check=False, capture_output=True, text=True, timeout=60)
         assert r.returncode == 2 and expect in r.stderr, (argv, r)

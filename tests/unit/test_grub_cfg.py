@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from maculaos.upgrade import bootenv
-from maculaos.upgrade.bootenv import COPIES, COUNTER
+from maculaos.upgrade.bootenv import BLOCK, COPIES, COUNTER, SUM
 from tests.support import grubemu
 
 
@@ -37,7 +37,7 @@ def python_view(files: dict[str, bytes], where: Path) -> bootenv.BootEnv | None:
 
 def copy(name: str, variables: dict[str, str]) -> dict[str, bytes]:
     block = bootenv.render_block(variables)
-    return {name: block, f"{name}.sum": bootenv.sum_line(name, block)}
+    return {f"{name}/{BLOCK}": block, f"{name}/{SUM}": bootenv.sum_line(BLOCK, block)}
 
 
 POLICY = st.fixed_dictionaries(
@@ -62,22 +62,37 @@ COUNTER_BLOCK = st.one_of(
          "B_CTR": st.sampled_from(["", "5", "7"]), "B_BOOTS": COUNT}
     ).map(bootenv.render_block),
 )  # fmt: skip
-DAMAGE = st.sampled_from(["none", "none", "zero", "garbage", "sum", "missing", "seq"])
+DAMAGE = st.sampled_from(
+    ["none", "none", "zero", "garbage", "sum", "missing", "seq", "octal", "empty-sum",
+     "other-sum", "short", "torn"]
+)  # fmt: skip
 
 
 def _damaged(name: str, files: dict[str, bytes], how: str) -> dict[str, bytes]:
     files = dict(files)
+    block, total = f"{name}/{BLOCK}", f"{name}/{SUM}"
+    other = COPIES[name == COPIES[0]]
     if how == "zero":
-        files[name] = b"\0" * len(files[name])
+        files[block] = b"\0" * len(files[block])
     elif how == "garbage":
-        files[name] = bytes((i * 37 + 11) % 256 for i in range(len(files[name])))
+        files[block] = bytes((i * 37 + 11) % 256 for i in range(len(files[block])))
     elif how == "sum":
-        files[f"{name}.sum"] = b"0" * 64 + f"  {name}\n".encode()
+        files[total] = b"0" * 64 + f"  {BLOCK}\n".encode()
     elif how == "missing":
-        del files[name]
+        del files[block]
     elif how == "seq":  # a valid block and sum, but a SEQ GRUB must not trust
-        v = bootenv.parse_block(files[name]) | {"SEQ": "12345678901"}
-        files.update(copy(name, v))
+        files.update(copy(name, bootenv.parse_block(files[block]) | {"SEQ": "12345678901"}))
+    elif how == "octal":  # GRUB's test reads 010 as 8
+        files.update(copy(name, bootenv.parse_block(files[block]) | {"SEQ": "010"}))
+    elif how == "empty-sum":  # hashsum --check of an empty list succeeds
+        files[total] = b""
+    elif how == "other-sum":  # the other copy's sum (as a misdirected write could leave)
+        files[total] = files[f"{other}/{SUM}"]
+    elif how == "short":
+        files[block] = files[block][:512]
+    elif how == "torn":  # first half of the variables from another state, rest as written
+        body = len(files[block].rstrip(b"#"))
+        files[block] = files[f"{other}/{BLOCK}"][: body // 2] + files[block][body // 2 :]
     return files
 
 
@@ -157,19 +172,10 @@ def _install(node: Node, target: str, monkeypatch: pytest.MonkeyPatch, booted: s
     node.backend("set-primary", target)
 
 
-def test_item4_every_damage_at_every_step_of_an_install_boots_a_complete_slot(
-    esp: grubemu.Esp, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A → B (confirmed), then B → A that never becomes healthy (3 tries, back to B). After
-    every step, each file in turn zeroed, garbage, or torn (first half new, second half as
-    before the step): GRUB boots a slot whose data is complete, and agrees with Python."""
-    monkeypatch.setattr(bootenv, "_max_tries", lambda: 3)
-    node = Node(esp, tmp_path / "node")
-    _install(node, "B", monkeypatch, booted="A")
-    assert node.grub() == "B"
-    node.backend("set-state", "B", "good")
-    _install(node, "A", monkeypatch, booted="B")
-    assert [node.grub() for _ in range(4)] == ["A", "A", "A", "B"]  # 3 tries, then back
+def _damage_every_step(esp: grubemu.Esp, node: Node, work: Path) -> int:
+    """After every step, each file in turn zeroed, garbage, or torn (inside its written bytes:
+    first half new, rest as before the step): GRUB boots a slot whose data is complete and
+    agrees with Python."""
     runs = 0
     for (prev, _, _), (files, complete, step) in zip(node.states, node.states[1:], strict=False):
         for name in sorted(files):
@@ -182,69 +188,120 @@ def test_item4_every_damage_at_every_step_of_an_install_boots_a_complete_slot(
                     bad[name] = bytes((i * 91 + 7) % 256 for i in range(len(data)))
                 else:
                     old = prev.get(name, b"\0" * len(data))
-                    half = len(data) // 2
+                    half = len(data.rstrip(b"#")) // 2
                     bad[name] = data[:half] + old[half : len(data)]
-                py = python_view(bad, tmp_path / "py")
+                py = python_view(bad, work / "py")
                 esp.load(bad)
                 grub = esp.boot()
                 runs += 1
                 assert grub.chosen in complete, (step, name, how, grub.output)
                 assert py is not None and grub.chosen == py.choose()[0], (step, name, how)
-    assert runs > 100
+    return runs
+
+
+def test_item4_every_damage_at_every_step_of_an_install_boots_a_complete_slot(
+    esp: grubemu.Esp, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A → B (confirmed), then B → A that never becomes healthy (3 tries, back to B)."""
+    monkeypatch.setattr(bootenv, "_max_tries", lambda: 3)
+    node = Node(esp, tmp_path / "node")
+    _install(node, "B", monkeypatch, booted="A")
+    assert node.grub() == "B"
+    node.backend("set-state", "B", "good")
+    _install(node, "A", monkeypatch, booted="B")
+    assert [node.grub() for _ in range(4)] == ["A", "A", "A", "B"]  # 3 tries, then back
+    assert _damage_every_step(esp, node, tmp_path) > 100
+
+
+def test_item4_an_install_into_a_pending_rollback_target_never_boots_it_torn(
+    esp: grubemu.Esp, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Running B with A established; `--rollback` made A primary; then (by hand: the CLI
+    refuses it) RAUC installs into A. No damage to any copy may bring back the state in
+    which A, now being written, is the established primary."""
+    monkeypatch.setattr(bootenv, "_max_tries", lambda: 3)
+    node = Node(esp, tmp_path / "node")
+    _install(node, "B", monkeypatch, booted="A")
+    assert node.grub() == "B"
+    node.backend("set-state", "B", "good")
+    node.slot_written("A")
+    node.backend("set-primary", "A")  # booted B: no trial (a rollback)
+    _install(node, "A", monkeypatch, booted="B")
+    assert _damage_every_step(esp, node, tmp_path) > 50
 
 
 def test_item4_python_reports_and_repairs_a_damaged_copy(tmp_path: Path) -> None:
     bootenv.init(tmp_path)
     env = bootenv.read(tmp_path)
     env.set_state("B", False)
-    bootenv.write(env, tmp_path)  # SEQ 2 in copy 2 (copy 1 keeps SEQ 1)
-    (tmp_path / "bootenv.1").write_bytes(b"\0" * 1024)
+    bootenv.write(env, tmp_path)  # SEQ 2 in env.2, then SEQ 3 in env.1
+    (tmp_path / "env.2" / BLOCK).write_bytes(b"\0" * 1024)
     (tmp_path / COUNTER).write_bytes(b"garbage")
     env = bootenv.read(tmp_path)
-    assert env.seq == 2
-    assert any("bootenv.1: checksum mismatch" in p for p in env.problems)
+    assert env.seq == 3
+    assert any("env.2: checksum mismatch" in p for p in env.problems)
     assert any("bootcount: unreadable" in p for p in env.problems)
     fixed = bootenv.repair(env, tmp_path)
     assert len(fixed) == 2
     again = bootenv.read(tmp_path)
-    assert again.problems == [] and again.seq == 3
-    assert bootenv.current_copy(tmp_path) == ("bootenv.1", [])
+    assert again.problems == [] and again.seq == 5
+    assert bootenv.current_copy(tmp_path) == ("env.1", [])
 
 
-def test_item4_a_write_goes_to_the_copy_not_in_force(tmp_path: Path) -> None:
-    bootenv.init(tmp_path)
-    seen = []
-    for _ in range(4):
-        env = bootenv.read(tmp_path)
-        env.set_state("B", False)
-        bootenv.write(env, tmp_path)
-        seen.append(bootenv.current_copy(tmp_path)[0])
-    assert seen == ["bootenv.2", "bootenv.1", "bootenv.2", "bootenv.1"]
-    assert bootenv.read(tmp_path).seq == 5
-
-
-def test_item4_a_torn_write_of_the_new_copy_leaves_the_previous_state(
+def test_item4_a_write_goes_to_the_copy_not_in_force_first(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     bootenv.init(tmp_path)
+    order: list[str] = []
     real = bootenv._overwrite
-    calls: list[str] = []
 
-    def power_cut_after_data(path: Path, data: bytes) -> None:
-        calls.append(path.name)
-        if path.name.endswith(".sum"):
-            raise OSError("power cut")
+    def record(path: Path, data: bytes) -> None:
+        order.append(f"{path.parent.name}/{path.name}")
         real(path, data)
 
-    monkeypatch.setattr(bootenv, "_overwrite", power_cut_after_data)
+    monkeypatch.setattr(bootenv, "_overwrite", record)
+    for _ in range(2):
+        env = bootenv.read(tmp_path)
+        env.set_state("B", False)
+        bootenv.write(env, tmp_path)
+    assert order == [
+        "env.2/bootenv", "env.2/bootenv.sum", "env.1/bootenv", "env.1/bootenv.sum",  # 1 → 2, 3
+        "env.2/bootenv", "env.2/bootenv.sum", "env.1/bootenv", "env.1/bootenv.sum",  # 3 → 4, 5
+    ]  # fmt: skip
+    assert bootenv.read(tmp_path).seq == 5
+
+
+@pytest.mark.parametrize("cut_after", range(4))
+def test_item4_a_power_cut_during_a_write_leaves_a_whole_state(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cut_after: int
+) -> None:
+    """set-state B bad (RAUC, before writing B), cut after 0-3 of the four file writes: the
+    state in force is the old one or the new one, never a mix, and B is never bootable
+    once the new state has landed in any copy."""
+    bootenv.init(tmp_path)
     env = bootenv.read(tmp_path)
-    env.set_primary("B", 3)
+    env.set_primary("B", None)  # B established and primary (e.g. after a rollback)
+    bootenv.write(env, tmp_path)
+    real = bootenv._overwrite
+    done = [0]
+
+    def cut(path: Path, data: bytes) -> None:
+        if done[0] == cut_after:
+            raise OSError("power cut")
+        done[0] += 1
+        real(path, data)
+
+    monkeypatch.setattr(bootenv, "_overwrite", cut)
+    env = bootenv.read(tmp_path)
+    env.set_state("B", False)
     with pytest.raises(OSError):
         bootenv.write(env, tmp_path)
     monkeypatch.setattr(bootenv, "_overwrite", real)
     after = bootenv.read(tmp_path)
-    assert after.choose() == ("A", False) and not after.slots["B"].ok
-    assert calls == ["bootenv.2", "bootenv.2.sum"]
+    if cut_after < 2:  # the first copy's sum did not land: the old state
+        assert after.choose() == ("B", False)
+    else:
+        assert after.choose() == ("A", False) and not after.slots["B"].ok
 
 
 @pytest.mark.parametrize(
@@ -274,3 +331,18 @@ def test_item4_junk_counts_never_boot_a_trial_slot(
     grub = esp.boot()
     assert py is not None and py.choose()[0] == expect
     assert grub.chosen == expect, grub.output
+
+
+@pytest.mark.parametrize("how", ["empty-sum", "other-sum", "octal", "short", "torn", "seq"])
+def test_item4_a_newer_copy_that_does_not_verify_is_never_trusted(
+    esp: grubemu.Esp, tmp_path: Path, how: str
+) -> None:
+    """Copy 2 is newer and names B; damaged, GRUB and Python both stay on copy 1 (A)."""
+    old = {"SEQ": "5", "ORDER": "A B", "A_OK": "1", "B_OK": "1", "LAST_GOOD": "A"}
+    new = {"SEQ": "6", "ORDER": "B A", "A_OK": "0", "B_OK": "1", "LAST_GOOD": "B"}
+    files = _damaged(COPIES[1], copy(COPIES[0], old) | copy(COPIES[1], new), how)
+    py = python_view(files, tmp_path)
+    esp.load(files)
+    grub = esp.boot()
+    assert py is not None and py.choose()[0] == "A"
+    assert grub.chosen == "A", grub.output

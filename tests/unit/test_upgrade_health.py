@@ -84,6 +84,7 @@ def node(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     bootenv.init(env_dir)
     monkeypatch.setattr(bootenv, "ENV_DIR", env_dir)
     monkeypatch.setattr(state, "STATE_DIR", tmp_path / "upgrade")
+    monkeypatch.setattr(state, "slot_version", lambda name, booted: None)  # no slot to mount
     return env_dir
 
 
@@ -121,3 +122,32 @@ def test_rollback_without_any_health_report_blames_early_boot(node: Path) -> Non
 def test_no_rollback_when_primary_is_running() -> None:
     env = BootEnv(["A", "B"], {"A": Slot(True, None), "B": Slot(True, None)}, "A")
     assert health.detect_rollback(env, "A", "0.2.0", {"installs": {}, "attempts": []}) is None
+
+
+def test_a_failed_slot_is_named_by_its_own_os_release(
+    node: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hand-run `rauc install` left no record (or an old one): the rollback names what the
+    slot really held, and only then remembers the digest."""
+    monkeypatch.setattr(state, "slot_version", lambda name, booted: "0.4.0")
+    env = BootEnv(["B", "A"], {"A": Slot(True, None), "B": Slot(True, 0)}, "A")
+    data = state.load()
+    data["installs"]["B"] = {"version": "0.3.0", "sha256": "ab" * 32, "tries": 3}
+    record = health.detect_rollback(env, "A", "0.2.0", data)
+    assert record is not None and record["failed_version"] == "0.4.0"
+    assert [(f["version"], f["sha256"]) for f in data["failed_releases"]] == [("0.4.0", None)]
+
+
+def test_item1_a_gate_that_breaks_on_a_trial_boot_spends_a_try(
+    node: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = bootenv.read()
+    env.set_primary("B", 3)
+    bootenv.write(env)
+    monkeypatch.setattr(bootenv, "booted_slot", lambda *a: "B")
+    reboots: list[int] = []
+    assert health._failed_gate(lambda: reboots.append(1)) == 1
+    assert reboots == [1]
+    monkeypatch.setattr(bootenv, "booted_slot", lambda *a: "A")  # established: report only
+    assert health._failed_gate(lambda: reboots.append(1)) == 1
+    assert reboots == [1]

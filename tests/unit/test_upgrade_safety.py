@@ -43,6 +43,7 @@ class Node:
         monkeypatch.setattr(cli, "DOWNLOADS", tmp / "downloads")
         monkeypatch.setattr(state, "boot_id", lambda *a: BOOT_ID)
         monkeypatch.setattr(state, "os_release_version", lambda *a: "0.1.0")
+        monkeypatch.setattr(state, "slot_version", lambda name, booted: None)  # nothing to mount
         monkeypatch.setattr(cli, "_booted", lambda: self.booted)
         monkeypatch.setattr(bootenv, "booted_slot", lambda *a: self.booted)
         monkeypatch.setattr(cli, "_config", lambda: self.cfg)
@@ -118,15 +119,41 @@ def test_item1_apply_refuses_before_the_health_gate_has_judged_this_boot(
     assert node.installed == []
 
 
-def test_item1_apply_refuses_on_an_unhealthy_boot(
+def test_item1_apply_refuses_on_an_unhealthy_boot_while_the_other_slot_is_confirmed(
     node: Node, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    bootenv.write(BootEnv(["A", "B"], {"A": Slot(True, None), "B": Slot(True, None)}, "A"))
     node.judged(healthy=False)
     node.publish("0.2.0")
     assert node.apply() == 1
     err = capsys.readouterr().err
     assert "this boot is unhealthy (required unit ssh.service failed)" in err
-    assert "--rollback" in err and node.installed == []
+    assert "--ignore-health" in err and "--rollback" in err and node.installed == []
+    assert node.apply("--ignore-health") == 0  # a person who knows better
+    assert node.installed == ["macula-os-0.2.0-amd64.raucb"]
+
+
+def test_item1_an_unhealthy_boot_may_install_when_nothing_confirmed_is_overwritten(
+    node: Node,
+) -> None:
+    """Slot B is empty (bad): an install cannot lose a known-good system, and it may be the
+    fix for what makes this boot unhealthy (an offline node updating from a USB stick)."""
+    node.judged(healthy=False)
+    node.publish("0.2.0")
+    assert node.apply() == 0 and node.installed == ["macula-os-0.2.0-amd64.raucb"]
+
+
+def test_item1_apply_never_overwrites_a_pending_rollback_target(
+    node: Node, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Running A, B established; `--rollback` (no reboot) made B primary: an install would
+    go into B, the slot the node is about to boot."""
+    bootenv.write(BootEnv(["B", "A"], {"A": Slot(True, None), "B": Slot(True, None)}, "B"))
+    node.judged()
+    node.publish("0.2.0")
+    assert node.apply() == 1
+    assert "slot B is set to boot next" in capsys.readouterr().err
+    assert node.installed == []
 
 
 def test_item1_apply_installs_once_the_boot_is_confirmed(node: Node) -> None:

@@ -2,12 +2,13 @@
 
 Layout on the ESP, in ``EFI/maculaos/`` (docs/decisions/0006 explains why):
 
-    bootenv.1 + bootenv.1.sum   two copies of the policy, written only by Linux. Each copy is
-    bootenv.2 + bootenv.2.sum   a 1024-byte GRUB environment block with a sequence number;
-                                its ``.sum`` is ``<sha256>  bootenv.N`` (GRUB's ``hashsum
-                                --check`` format). The current copy is the valid one with the
-                                highest SEQ; a write always goes to the other copy, so a torn
-                                write leaves the previous state in force.
+    env.1/bootenv + bootenv.sum two copies of the policy, written only by Linux. Each copy is
+    env.2/bootenv + bootenv.sum a 1024-byte GRUB environment block with a sequence number;
+                                its ``bootenv.sum`` is ``<sha256>  bootenv`` (GRUB's ``hashsum
+                                --check`` format; one directory per copy, so a sum can only
+                                vouch for its own copy). The current copy is the valid one with
+                                the highest SEQ; a write goes to the other copy first, then to
+                                this one, so a torn write leaves a whole state in force.
     bootcount                   a GRUB environment block written only by GRUB (``save_env``):
                                 the boots spent on each slot's current trial.
 
@@ -41,11 +42,15 @@ Standard library only.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import os
 import re
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 SLOTS = ("A", "B")
@@ -53,7 +58,9 @@ PARTLABEL = {"A": "rootfs-a", "B": "rootfs-b"}
 ESP_MOUNT = Path("/efi")
 ENV_DIR = ESP_MOUNT / "EFI" / "maculaos"
 GRUBENV = ENV_DIR / "grubenv"  # the single block of nodes made before the redundant layout
-COPIES = ("bootenv.1", "bootenv.2")
+COPIES = ("env.1", "env.2")  # directories, each with BLOCK and SUM
+BLOCK = "bootenv"
+SUM = "bootenv.sum"
 COUNTER = "bootcount"
 LAYOUT_MARKER = b"maculaos-boot-layout: 2"  # in grub.cfg: GRUB reads bootenv.N and bootcount
 HEADER = b"# GRUB Environment Block\n"
@@ -61,12 +68,55 @@ SIZE = 1024
 SECTOR = 512
 MAX_TRIES_LIMIT = 9  # GRUB has no arithmetic: grub.cfg counts by string matching, one digit
 _VALUE = re.compile(r"[A-Za-z0-9 ._-]*")
-_SEQ = re.compile(r"[0-9]{1,9}")  # GRUB compares numbers as 32-bit ints
+# GRUB compares numbers as 32-bit ints and reads a leading 0 as octal: 0, or 1-9 digits
+_SEQ = re.compile(r"0|[1-9][0-9]{0,8}")
 _DIGIT = re.compile(r"[0-9]")
 
 
 class BootEnvError(Exception):
     pass
+
+
+LOCK = Path("/run/lock/maculaos-bootenv.lock")
+_held = [0]
+
+
+@contextlib.contextmanager
+def locked(timeout: float = 120) -> Iterator[None]:
+    """One writer at a time (RAUC's backend, the health gate, a rollback, the ESP update):
+    each reads, changes and writes the environment under this lock. Re-entrant within a
+    process; a lock that stays taken is an error after ``timeout``, never a hung boot."""
+    if _held[0]:
+        _held[0] += 1
+        try:
+            yield
+        finally:
+            _held[0] -= 1
+        return
+    try:
+        fd = os.open(LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        fd = -1  # no /run/lock (a build host, a test): nothing else writes there
+    try:
+        deadline = time.monotonic() + timeout
+        while fd >= 0:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise BootEnvError(
+                        f"the boot environment is busy ({LOCK} held for {timeout:.0f}s)"
+                    ) from None
+                time.sleep(0.2)
+        _held[0] = 1
+        try:
+            yield
+        finally:
+            _held[0] = 0
+    finally:
+        if fd >= 0:
+            os.close(fd)
 
 
 @dataclasses.dataclass
@@ -275,7 +325,7 @@ def redundant(env_dir: Path) -> bool:
         with cfg.open("rb") as f:
             return LAYOUT_MARKER in f.read(4096)
     except FileNotFoundError:
-        return any((env_dir / n).exists() for n in (*COPIES, *(c + ".sum" for c in COPIES)))
+        return any((env_dir / n).exists() for n in COPIES)
 
 
 def migrate(env_dir: Path) -> None:
@@ -292,19 +342,24 @@ def migrate(env_dir: Path) -> None:
             counter |= {f"{name}_CTR": "1", f"{name}_BOOTS": "0" if slot.left else "1"}
     block = render_block(env.policy(1))
     for name in COPIES:
-        _overwrite(env_dir / name, block)
-        _overwrite(env_dir / f"{name}.sum", sum_line(name, block))
+        _write_copy(env_dir, name, block)
     _overwrite(env_dir / COUNTER, render_block(counter))
 
 
 def read_copy(env_dir: Path, name: str) -> tuple[int, dict[str, str]]:
-    """One policy copy, checked as GRUB checks it: its .sum, the block, the SEQ."""
+    """One policy copy, checked as GRUB checks it: a non-empty sum naming the block with its
+    sha256 (``hashsum --check``), the block, the SEQ."""
     try:
-        block = (env_dir / name).read_bytes()
-        line = (env_dir / f"{name}.sum").read_bytes()
+        block = (env_dir / name / BLOCK).read_bytes()
+        line = (env_dir / name / SUM).read_bytes()
     except OSError as e:
         raise BootEnvError(f"{name}: cannot read ({e.strerror})") from e
-    if line != sum_line(name, block):
+    fields = line.split()
+    if (
+        len(fields) != 2
+        or fields[1] != BLOCK.encode()
+        or (fields[0].lower() != hashlib.sha256(block).hexdigest().encode())
+    ):
         raise BootEnvError(f"{name}: checksum mismatch (torn or corrupted)")
     v = parse_block(block)
     if not _SEQ.fullmatch(v.get("SEQ", "")):
@@ -375,10 +430,18 @@ def _overwrite(path: Path, data: bytes) -> None:
         os.close(fd)
 
 
+def _write_copy(env_dir: Path, name: str, block: bytes) -> None:
+    """Block, then its sum: until the sum lands, the copy does not verify."""
+    (env_dir / name).mkdir(parents=True, exist_ok=True)
+    _overwrite(env_dir / name / BLOCK, block)
+    _overwrite(env_dir / name / SUM, sum_line(BLOCK, block))
+
+
 def write(env: BootEnv, path: Path | None = None) -> None:
-    """Commit ``env``. Redundant layout: into the copy that is not current, with SEQ one
-    higher, data then checksum (a torn write leaves the previous copy in force); a damaged
-    counter is rebuilt. Legacy block: in place, one sector."""
+    """Commit ``env``. Redundant layout: into the copy that is not current (SEQ + 1), then
+    into the other (SEQ + 2), each block then checksum: a torn write leaves a whole state in
+    force, and once both are written a later damage to either copy falls back to the same
+    state. A damaged counter is rebuilt. Legacy block: in place, one sector."""
     path = path or ENV_DIR
     os.sync()  # whatever was written before (a slot image) reaches the disk first
     if path.is_dir() and redundant(path):
@@ -386,12 +449,14 @@ def write(env: BootEnv, path: Path | None = None) -> None:
         seq = env.seq
         if current is not None:
             seq = max(seq, read_copy(path, current)[0])
-        target = COPIES[1] if current == COPIES[0] else COPIES[0]
-        if seq + 1 > 999_999_999:
+        first = COPIES[1] if current == COPIES[0] else COPIES[0]
+        if seq + 2 > 999_999_999:
             raise BootEnvError("the boot environment's sequence number is exhausted")
-        block = render_block(env.policy(seq + 1))
-        _overwrite(path / target, block)
-        _overwrite(path / f"{target}.sum", sum_line(target, block))
+        policy = env.policy(seq + 1)
+        _write_copy(path, first, render_block(policy))
+        # the same state (trial ids included) under the next SEQ
+        second = COPIES[0] if first == COPIES[1] else COPIES[1]
+        _write_copy(path, second, render_block(policy | {"SEQ": str(seq + 2)}))
         if read_counter(path) is None:
             _overwrite(path / COUNTER, render_block({}))
         fresh = read(path)
@@ -414,8 +479,7 @@ def init(env_dir: Path) -> None:
     env_dir.mkdir(parents=True, exist_ok=True)
     block = render_block(BootEnv.factory().policy(1))
     for name in COPIES:
-        _overwrite(env_dir / name, block)
-        _overwrite(env_dir / f"{name}.sum", sum_line(name, block))
+        _write_copy(env_dir, name, block)
     _overwrite(env_dir / COUNTER, render_block({}))
 
 
@@ -426,7 +490,7 @@ def repair(env: BootEnv, path: Path | None = None) -> list[str]:
         return []
     path = path or ENV_DIR
     fixed = list(env.problems)
-    write(env, path)  # goes to the damaged (non-current) copy; rebuilds a damaged counter
+    write(env, path)  # rewrites both copies; rebuilds a damaged counter
     return fixed
 
 
@@ -478,6 +542,11 @@ def rauc_backend(argv: list[str], path: Path | None = None) -> int:
     if path is None:
         ensure_esp()
         path = ENV_DIR
+    with locked():
+        return _backend(cmd, args, path)
+
+
+def _backend(cmd: str, args: list[str], path: Path) -> int:
     env = read(path)
     if cmd == "get-primary":
         name, fallback = env.choose()
@@ -499,7 +568,7 @@ def rauc_backend(argv: list[str], path: Path | None = None) -> int:
     elif cmd == "set-state" and len(args) == 2 and args[1] in ("good", "bad"):
         env.set_state(name, args[1] == "good")
     else:
-        print(f"unknown command: {' '.join(argv)}", file=sys.stderr)
+        print(f"unknown command: {' '.join([cmd, *args])}", file=sys.stderr)
         return 2
     write(env, path)
     return 0

@@ -116,12 +116,20 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def install_refusal(
-    env: bootenv.BootEnv, booted: str, data: dict[str, Any], boot_id: str
-) -> str | None:
+    env: bootenv.BootEnv, booted: str, data: dict[str, Any], boot_id: str,
+    ignore_health: bool = False,
+) -> str | None:  # fmt: skip
     """Why installing now could overwrite the only known-good system, or None when it is safe:
-    the running slot must be confirmed good and this boot judged healthy by the health gate."""
+    the running slot must be the primary and confirmed good, and this boot judged (healthy,
+    unless the other slot holds nothing confirmed or ``ignore_health``) by the health gate."""
     other = env.other(booted)
     slot = env.slots[booted]
+    if env.primary != booted:
+        return (
+            f"slot {other} is set to boot next (a rollback or an install is pending) and an "
+            f"install would overwrite it. Reboot into it first, or cancel it with "
+            f"`maculaos upgrade --rollback` from slot {other}"
+        )
     if not env.established(booted):
         return (
             f"slot {booted} (running) is {slot.state}: the health gate has not confirmed it, "
@@ -135,12 +143,21 @@ def install_refusal(
             "the health gate has not judged this boot yet. Allowed once it has "
             "(systemctl status maculaos-health; maculaos upgrade status shows the verdict)"
         )
-    if not h.get("healthy"):
+    if not h.get("healthy") and env.established(other) and not ignore_health:
         return (
-            f"this boot is unhealthy ({h.get('reason')}). Allowed after a healthy boot: fix "
-            "the cause and reboot, or go back with maculaos upgrade --rollback"
+            f"this boot is unhealthy ({h.get('reason')}) and slot {other} holds a confirmed "
+            "system. Allowed after a healthy boot (fix the cause and reboot), or now with "
+            "--ignore-health; or go back with maculaos upgrade --rollback"
         )
     return None
+
+
+def _refuse_unsafe(booted: str, data: dict[str, Any], args: argparse.Namespace) -> None:
+    refusal = install_refusal(
+        bootenv.read(), booted, data, state.boot_id(), getattr(args, "ignore_health", False)
+    )
+    if refusal:
+        die(f"not installing now: {refusal}; nothing changed")
 
 
 def choose_release(
@@ -156,11 +173,9 @@ def choose_release(
         digest = release.sha256
         if digest is None and "://" not in release.url and Path(release.url).is_file():
             digest = file_digest(release.url)  # a bundle on a stick: its digest is at hand
-        if digest is None and not args.retry_failed:
-            # a remote bundle without a published digest: judged once downloaded
-            failed = None
-        else:
-            failed = state.failed_release(data, release.version, digest)
+        # without a digest, the same version counts as the same release (never downloaded
+        # again just to be refused)
+        failed = state.failed_release(data, release.version, digest)
         if failed is None or args.retry_failed:
             return release
         print(
@@ -200,9 +215,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     source, channel = _settings(args)
     current = state.os_release_version() or "0"
     data = state.load()
-    refusal = install_refusal(bootenv.read(), booted, data, state.boot_id())
-    if refusal:
-        die(f"not installing now: {refusal}; nothing changed")
+    _refuse_unsafe(booted, data, args)
     releases = sources.list_releases(source)
     release = choose_release(args, releases, channel, current, data)
     if release is None:
@@ -217,6 +230,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
             f"{failed['reason']}); nothing installed",
             "install it anyway with --apply --retry-failed",
         )
+    _refuse_unsafe(booted, state.load(), args)  # again: the download may have taken hours
     env_before = bootenv.read()
     target = env_before.other(booted)
     tries = int(cfg["maculaos.upgrade.max_tries"])
@@ -258,6 +272,11 @@ def cmd_apply(args: argparse.Namespace) -> int:
 def cmd_rollback(args: argparse.Namespace) -> int:
     _need_root("--rollback")
     booted = _booted()
+    with bootenv.locked():
+        return _rollback(args, booted)
+
+
+def _rollback(args: argparse.Namespace, booted: str) -> int:
     env = bootenv.read()
     other = env.other(booted)
     slot = env.slots[other]
@@ -272,7 +291,8 @@ def cmd_rollback(args: argparse.Namespace) -> int:
             f"slot {other} holds {version}, which predates this node's boot environment (it "
             "would write a block GRUB no longer reads, and could not update or fall back "
             "properly); nothing changed",
-            "install the release you want with: maculaos upgrade --apply --allow-downgrade",
+            "install a release that knows this boot environment instead (maculaos upgrade "
+            "--apply --allow-downgrade --from …)",
         )
     env.set_primary(other, None)
     bootenv.write(env)
@@ -444,6 +464,11 @@ def add_parser(sub: Any) -> None:
         "--allow-downgrade",
         action="store_true",
         help="with --apply: install the source's newest release even if it is not newer",
+    )
+    p.add_argument(
+        "--ignore-health",
+        action="store_true",
+        help="with --apply: install although this boot was judged unhealthy",
     )
     p.add_argument(
         "--retry-failed",

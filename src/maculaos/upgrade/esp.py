@@ -17,6 +17,7 @@ from the modules of step 1. Standard library only.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from pathlib import Path
@@ -25,14 +26,16 @@ from maculaos.upgrade import bootenv
 
 CONTENT = Path("/usr/lib/maculaos/esp")
 CONFIG = "EFI/maculaos/grub.cfg"
-ENV_FILES = {"grubenv", *bootenv.COPIES, *(c + ".sum" for c in bootenv.COPIES), bootenv.COUNTER}
+TEMP = ".maculaos-new"
+LEGACY_AFTER_SWITCH = "grubenv.before-layout-2"
+ENV_FILES = {"grubenv", LEGACY_AFTER_SWITCH, bootenv.BLOCK, bootenv.SUM, bootenv.COUNTER}
 
 
 def _files(root: Path) -> dict[str, Path]:
     return {
         p.relative_to(root).as_posix(): p
         for p in sorted(root.rglob("*"))
-        if p.is_file() and not p.name.endswith(".maculaos-new")
+        if p.is_file() and not p.name.endswith(TEMP)
     }
 
 
@@ -57,14 +60,12 @@ def differs(content: Path, esp: Path) -> list[str]:
 
 def _install(src: Path, dst: Path) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(dst.name + ".maculaos-new")
+    tmp = dst.with_name(dst.name + TEMP)
     data = src.read_bytes()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
+        f.write(data)  # (a buffered write: no short writes)
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, dst)
     dirfd = os.open(dst.parent, os.O_RDONLY)
     try:
@@ -79,6 +80,13 @@ def sync(content: Path = CONTENT, esp: Path = bootenv.ESP_MOUNT) -> list[str]:
     """Bring the ESP to ``content``; returns what changed (empty: already there)."""
     if not (content / CONFIG).is_file():
         return []  # an image without ESP content: nothing to follow
+    with bootenv.locked():
+        return _sync(content, esp)
+
+
+def _sync(content: Path, esp: Path) -> list[str]:
+    for leftover in (esp / "EFI").rglob(f"*{TEMP}") if (esp / "EFI").is_dir() else ():
+        leftover.unlink()  # a write cut short by a power loss: never a name the boot reads
     changed = differs(content, esp)
     if not changed:
         return []
@@ -93,5 +101,10 @@ def sync(content: Path = CONTENT, esp: Path = bootenv.ESP_MOUNT) -> list[str]:
     if CONFIG in changed:
         os.sync()
         _install(content / CONFIG, esp / CONFIG)
+    if switching:
+        # code from before the switch must fail closed (it would write a block GRUB no longer
+        # reads), not half-work: its RAUC backend and health gate stop at a missing grubenv
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(env_dir / "grubenv", env_dir / LEGACY_AFTER_SWITCH)
     os.sync()
     return changed

@@ -108,17 +108,27 @@ def gate(reboot: Callable[[], None], config: dict[str, Any] | None = None) -> in
         return 0
     cfg = config if config is not None else _config()
     bootenv.ensure_esp()
-    env = bootenv.read()
-    damage = list(env.problems)  # a write below may already mend it: remember what was seen
-    data = state.load()
     running = state.os_release_version() or "unknown"
-    detect_rollback(env, booted, running, data)
+    with bootenv.locked():
+        env = bootenv.read()
+        damage = list(env.problems)  # a write below may mend it: remember what was seen
+        data = state.load()
+        detect_rollback(env, booted, running, data)
 
     units = list(cfg["maculaos.upgrade.health_units"]) + enabled_optional_units()
     healthy, reason = evaluate(
         units, cfg["maculaos.upgrade.health_network"], cfg["maculaos.upgrade.health_timeout"]
     )
+    with bootenv.locked():
+        return _verdict(booted, running, healthy, reason, damage, reboot)
+
+
+def _verdict(
+    booted: str, running: str, healthy: bool, reason: str, damage: list[str],
+    reboot: Callable[[], None],
+) -> int:  # fmt: skip
     env = bootenv.read()
+    data = state.load()
     slot = env.slots[booted]
     data["last_health"] = {
         "slot": booted,
@@ -206,7 +216,10 @@ def detect_rollback(
     if primary == booted or not slot.ok or slot.left != 0:
         return None
     install = data["installs"].get(primary, {})
-    failed_version = install.get("version", "unknown")
+    # the slot's own os-release is the truth (a hand-run `rauc install` leaves no record)
+    on_slot = state.slot_version(primary, booted)
+    failed_version = on_slot or install.get("version", "unknown")
+    digest = install.get("sha256") if install.get("version") == failed_version else None
     attempts = [
         a
         for a in data["attempts"]
@@ -231,7 +244,7 @@ def detect_rollback(
     env.order = [booted, primary]
     bootenv.write(env)
     data["last_rollback"] = record
-    state.remember_failed(data, failed_version, install.get("sha256"), reason, primary)
+    state.remember_failed(data, failed_version, digest, reason, primary)
     state.save(data)
     print("ROLLBACK: " + state.rollback_text(record).replace("\n", " ").strip(), flush=True)
     return record
@@ -254,6 +267,21 @@ def _reboot() -> None:
 def main() -> int:
     try:
         return gate(_reboot)
-    except (bootenv.BootEnvError, OSError, subprocess.CalledProcessError) as e:
-        print(f"maculaos-health: {e}", file=sys.stderr)
-        return 1
+    except Exception as e:  # the gate must judge every boot, even when it breaks itself
+        print(f"maculaos-health: {type(e).__name__}: {e}", file=sys.stderr)
+        return _failed_gate()
+
+
+def _failed_gate(reboot: Callable[[], None] = _reboot) -> int:
+    """The gate could not judge this boot. On a trial slot that is an unhealthy verdict (spend
+    a try: GRUB falls back when they are gone), else report only."""
+    try:
+        booted = bootenv.booted_slot(CMDLINE)
+        trial = booted is not None and bootenv.read().slots[booted].left is not None
+    except Exception:  # an unreadable environment: GRUB does not count trials without it
+        trial = False
+    if trial:
+        print("maculaos-health: this trial boot cannot be judged: rebooting to spend a try",
+              flush=True)  # fmt: skip
+        reboot()
+    return 1
