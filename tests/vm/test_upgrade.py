@@ -58,7 +58,7 @@ ENV_DIR = "/efi/EFI/maculaos"
 
 def boot_environment(vm: vmlib.VM) -> str:
     """Every byte of the boot environment (both copies, their sums, GRUB's counter)."""
-    return vm.ssh(f"sudo sh -c 'cd {ENV_DIR} && sha256sum bootenv.* bootcount'")
+    return vm.ssh(f"sudo sh -c 'cd {ENV_DIR} && sha256sum env.*/* bootcount'")
 
 
 def bootenv_py(vm: vmlib.VM, code: str) -> str:
@@ -144,7 +144,7 @@ def test_rollback_returns_to_v1(unode: vmlib.VM, releases: upgrade_fixtures.Rele
     # item 4 on the real GRUB: garbage over the copy not in force (as a torn SD-card write
     # would leave it); the node boots what the current copy says and repairs the other
     stale = bootenv_py(unode, "n = b.current_copy(b.ENV_DIR)[0]; print(b.COPIES[n == b.COPIES[0]])")
-    unode.ssh(f"sudo sh -c 'head -c 1024 /dev/urandom > {ENV_DIR}/{stale.strip()}'")
+    unode.ssh(f"sudo sh -c 'head -c 1024 /dev/urandom > {ENV_DIR}/{stale.strip()}/bootenv'")
     assert "DAMAGED" in unode.ssh("sudo", "maculaos", "upgrade", "status")
     unode.reboot(timeout=600)
     settle(unode)
