@@ -11,7 +11,7 @@ variable "version" {
   type        = string
   description = "MaculaOS version stamped into the image, semver (1.2.3 or 1.2.3-rc.1)."
   validation {
-    condition     = regex_replace(var.version, "^[0-9]+[.][0-9]+[.][0-9]+(-[0-9A-Za-z.-]+)?([+][0-9A-Za-z.-]+)?$", "") == ""
+    condition     = regex_replace(var.version, "^(0|[1-9][0-9]*)[.](0|[1-9][0-9]*)[.](0|[1-9][0-9]*)(-[0-9A-Za-z.-]+)?([+][0-9A-Za-z.-]+)?$", "") == ""
     error_message = "The version variable must be semver MAJOR.MINOR.PATCH[-PRERELEASE][+BUILD], e.g. 1.0.0."
   }
 }

@@ -196,6 +196,7 @@ def _damage_every_step(esp: grubemu.Esp, node: Node, work: Path) -> int:
                 runs += 1
                 assert grub.chosen in complete, (step, name, how, grub.output)
                 assert py is not None and grub.chosen == py.choose()[0], (step, name, how)
+    print(f"{runs} damaged boot environments booted by grub-emu, each on a complete slot")
     return runs
 
 

@@ -27,8 +27,10 @@ def parser() -> argparse.ArgumentParser:
         "--arch", type=_arch, default=Architecture.amd64, help="amd64 (default) or arm64"
     )
     b.add_argument("--version", default="0.1.0", help="semver version (default 0.1.0)")
+    defaults = image.role_defaults()
+    size = int(defaults["image_target_size_mib"])
     b.add_argument(
-        "--image-size-mib", type=int, default=2400, help="disk image size in MiB (default 2400)"
+        "--image-size-mib", type=int, default=size, help=f"disk image size in MiB (default {size})"
     )
     b.add_argument(
         "--output",
@@ -40,7 +42,7 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument(
         "--compression",
         choices=["gzip", "xz"],
-        default="gzip",
+        default=defaults["image_squashfs_compression"],
         help="slot squashfs compressor (xz: smaller, ~4x slower under TCG)",
     )
     b.add_argument(

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from maculaos import squashfs
+from maculaos import layout, squashfs
 from maculaos.arch import Architecture
 from maculaos.build.finalize import artifact_name, sha256
 from maculaos.build.paths import CACHE
@@ -89,14 +89,16 @@ def slot_squashfs(image_dir: Path, dest: Path) -> Path:
     """Copy slot A's squashfs out of the built .img (offsets from manifest.json), verified
     against the sha256 the build recorded."""
     manifest = json.loads((image_dir / "manifest.json").read_text())
-    part = next(p for p in manifest["partition_table"]["partitions"] if p["name"] == "rootfs-a")
+    part = next(
+        p for p in manifest["partition_table"]["partitions"] if p["name"] == layout.SLOT_A.name
+    )
     size = int(manifest["squashfs"]["size"])
     img = image_dir / artifact_name(manifest["version"], Architecture(manifest["arch"]), "img")
     with img.open("rb") as src, dest.open("wb") as out:
         src.seek(part["start_sector"] * 512)
         (magic,) = struct.unpack("<I", src.read(4))
         if magic != 0x73717368:
-            die(f"{img.name}: no squashfs at the start of rootfs-a")
+            die(f"{img.name}: no squashfs at the start of {layout.SLOT_A.name}")
         src.seek(part["start_sector"] * 512)
         left = size
         while left:
@@ -158,7 +160,7 @@ def make_bundle(
             shutil.copy(slot, content / "rootfs.squashfs")
         (content / "manifest.raucm").write_text(
             "[update]\n"
-            f"compatible=maculaos-{arch.value}\n"
+            f"compatible={layout.compatible(arch.value)}\n"
             f"version={version}\n"
             f"description=MaculaOS {version} ({arch.value})\n\n"
             "[bundle]\nformat=plain\n\n"

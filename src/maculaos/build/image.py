@@ -3,24 +3,22 @@
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
-from maculaos import disk
+from maculaos import disk, layout
 from maculaos.arch import Architecture
 from maculaos.build import basedisk, bundle, finalize
 from maculaos.build.paths import OUTPUT, REPO, ROLES
 from maculaos.log import die, info, step
 
-SEMVER = re.compile(
-    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$"
-)
+SEMVER = layout.VERSION
 
 
 @dataclass(frozen=True)
@@ -45,15 +43,21 @@ def check_version(version: str) -> str:
     return version
 
 
+def role_defaults() -> dict[str, Any]:
+    """The image role's defaults: the owner of the image defaults (size, compression, layout
+    sizes); the build CLI and Packer's variables take theirs from here (tested)."""
+    return dict(yaml.safe_load((ROLES / "image" / "defaults" / "main.yml").read_text()))
+
+
 def image_layout(image_size_mib: int) -> list[disk.PartitionSpec]:
     """The image role's layout from its defaults, checked against the disk size up front."""
-    d = yaml.safe_load((ROLES / "image" / "defaults" / "main.yml").read_text())
+    d = role_defaults()
     specs = disk.parse_specs(
         [
-            {"name": "esp", "type": "esp", "size_mib": d["image_esp_size_mib"]},
-            {"name": "rootfs-a", "size_mib": d["image_slot_size_mib"]},
-            {"name": "rootfs-b", "size_mib": d["image_slot_size_mib"]},
-            {"name": "MACULAOS_STATE", "size_mib": None, "min_mib": d["image_state_min_mib"]},
+            {"name": layout.ESP.name, "type": "esp", "size_mib": d["image_esp_size_mib"]},
+            {"name": layout.SLOT_A.name, "size_mib": d["image_slot_size_mib"]},
+            {"name": layout.SLOT_B.name, "size_mib": d["image_slot_size_mib"]},
+            {"name": layout.STATE.name, "size_mib": None, "min_mib": d["image_state_min_mib"]},
         ]
     )
     need = disk.required_mib(specs)

@@ -53,8 +53,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from maculaos import layout
+
 SLOTS = ("A", "B")
-PARTLABEL = {"A": "rootfs-a", "B": "rootfs-b"}
+PARTLABEL = {name: part.name for name, part in layout.SLOTS.items()}
 ESP_MOUNT = Path("/efi")
 ENV_DIR = ESP_MOUNT / "EFI" / "maculaos"
 GRUBENV = ENV_DIR / "grubenv"  # the single block of nodes made before the redundant layout
@@ -509,7 +511,13 @@ def ensure_esp(mount: Path = ESP_MOUNT) -> None:
     import subprocess  # noqa: PLC0415
 
     subprocess.run(
-        ["mount", "-o", "flush,umask=0077", "/dev/disk/by-partlabel/esp", str(mount)],
+        [
+            "mount",
+            "-o",
+            "flush,umask=0077",
+            f"/dev/disk/by-partlabel/{layout.ESP.name}",
+            str(mount),
+        ],
         check=True,
         capture_output=True,
     )

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from maculaos import layout
 from maculaos.disk import file_digest
 from maculaos.log import MaculaError, die
 from maculaos.upgrade import bootenv, health, sources, state
@@ -60,7 +61,7 @@ def _compatible() -> str:
         m = re.search(r"^compatible\s*=\s*(.+)$", SYSTEM_CONF.read_text(), re.M)
     except OSError:
         m = None
-    return m.group(1).strip() if m else f"maculaos-{_arch()}"
+    return m.group(1).strip() if m else layout.compatible(_arch())
 
 
 def _booted() -> str:
