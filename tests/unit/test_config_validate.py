@@ -181,3 +181,10 @@ def test_random_text_never_raises(text: str) -> None:
 def test_reference_doc_is_generated_from_the_schema() -> None:
     doc = Path(__file__).resolve().parents[2] / "docs" / "config-reference.md"
     assert doc.read_text() == render(), "run: python -m maculaos.config.docs > " + str(doc)
+
+
+def test_a_dotted_key_under_a_section_is_an_error_not_a_crash() -> None:
+    """Found by hypothesis: {'maculaos': {'.': None}} raised IndexError."""
+    for doc in ({"maculaos": {".": None}}, {"maculaos": {"a.b.c.d": 1}}, {"maculaos": {"": 1}}):
+        _, errors = validate(doc)
+        assert errors and "is not a known key" in errors[0], (doc, errors)

@@ -143,7 +143,8 @@ def flatten(doc: Any, prefix: str = "") -> tuple[dict[str, Any], list[str]]:
         else:
             known = sorted(
                 {
-                    p.split(".")[len(path.split(".")) - 1]
+                    # the next part after the prefix (a key may itself contain dots)
+                    p[len(prefix) + 1 :].split(".")[0]
                     for p in BY_PATH
                     if p.startswith(prefix + ".")
                 }
