@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from maculaos.arch import Architecture
-from maculaos.build import basedisk, bundle
-from maculaos.build import vm as vmlib
-from maculaos.build.paths import CACHE, OUTPUT, REPO
+from maculaos_build import basedisk, bundle
+from maculaos_build import vm as vmlib
+from maculaos_build.paths import CACHE, OUTPUT, REPO
 
 RESULTS = REPO / "bench" / "results"
 CONFIG_UNIT = "maculaos-config.service"

@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from maculaos.build import vm as vmlib
-from maculaos.build.paths import REPO
+from maculaos_build import vm as vmlib
+from maculaos_build.paths import REPO
 from tests.support import powercut
 from tests.support.release_server import serve
 from tests.vm import upgrade_fixtures

@@ -7,7 +7,7 @@ import json
 import time
 from typing import Any
 
-from maculaos.build import vm as vmlib
+from maculaos_build import vm as vmlib
 
 
 def settle(vm: vmlib.VM) -> None:

@@ -18,7 +18,7 @@ def build(*args: str, tmp: Path) -> subprocess.CompletedProcess[str]:
         "MACULAOS_OUTPUT": str(tmp / "out"),
     }
     return subprocess.run(
-        [sys.executable, "-m", "maculaos.build", "image", *args],
+        [sys.executable, "-m", "maculaos_build", "image", *args],
         capture_output=True,
         text=True,
         env=env,

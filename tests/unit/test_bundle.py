@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from maculaos.arch import Architecture
-from maculaos.build import bundle
+from maculaos_build import bundle
 
 pytestmark = pytest.mark.integration
 

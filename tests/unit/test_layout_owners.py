@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from maculaos import layout
-from maculaos.build import image
 from maculaos.upgrade import bootenv
+from maculaos_build import image
 from tests.support import grubemu
 
 REPO = Path(__file__).resolve().parents[2]
@@ -109,7 +109,7 @@ def _packer_default(name: str) -> str:
 
 def test_item14_image_defaults_have_one_owner() -> None:
     """The image role's defaults; the build CLI reads them, Packer's variables repeat them."""
-    from maculaos.build.__main__ import parser  # noqa: PLC0415
+    from maculaos_build.__main__ import parser  # noqa: PLC0415
 
     d = image.role_defaults()
     args = parser().parse_args(["image"])

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from maculaos.build import vm as vmlib
-from maculaos.build.paths import CACHE, OUTPUT
+from maculaos_build import vm as vmlib
+from maculaos_build.paths import CACHE, OUTPUT
 
 
 def built_image() -> Path:

@@ -16,7 +16,7 @@ import pytest
 import testinfra
 import yaml
 
-from maculaos.build import vm as vmlib
+from maculaos_build import vm as vmlib
 
 pytestmark = pytest.mark.vm
 REPO = Path(__file__).resolve().parents[2]

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from maculaos.build import vm as vmlib
+from maculaos_build import vm as vmlib
 from tests.vm.conftest import second_key
 from tests.vm.test_node import host
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from maculaos.build import vm as vmlib
+from maculaos_build import vm as vmlib
 from tests.support import powercut
 from tests.support.release_server import serve
 from tests.vm import upgrade_fixtures

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from maculaos.arch import Architecture
-from maculaos.build import bundle
+from maculaos_build import bundle
 
 AMD64 = Architecture.amd64
 

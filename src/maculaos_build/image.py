@@ -14,9 +14,9 @@ import yaml
 
 from maculaos import disk, layout
 from maculaos.arch import Architecture
-from maculaos.build import basedisk, bundle, finalize
-from maculaos.build.paths import OUTPUT, REPO, ROLES
 from maculaos.log import die, info, step
+from maculaos_build import basedisk, bundle, finalize
+from maculaos_build.paths import OUTPUT, REPO, ROLES
 
 SEMVER = layout.VERSION
 

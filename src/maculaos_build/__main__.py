@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 from maculaos.arch import Architecture
-from maculaos.build import basedisk, image
 from maculaos.log import MaculaError
+from maculaos_build import basedisk, image
 
 
 def _arch(value: str) -> Architecture:

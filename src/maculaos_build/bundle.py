@@ -25,10 +25,10 @@ from typing import Any
 
 from maculaos import layout, squashfs
 from maculaos.arch import Architecture
-from maculaos.build.finalize import artifact_name, sha256
-from maculaos.build.paths import CACHE
 from maculaos.log import die, step
 from maculaos.upgrade.sources import INDEX_FORMAT
+from maculaos_build.finalize import artifact_name, sha256
+from maculaos_build.paths import CACHE
 
 KEYS = CACHE / "keys"
 

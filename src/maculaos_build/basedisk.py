@@ -21,8 +21,8 @@ from pathlib import Path
 import yaml
 
 from maculaos.arch import Architecture
-from maculaos.build.paths import CACHE, ROLES
 from maculaos.log import die, info, step
+from maculaos_build.paths import CACHE, ROLES
 
 SUITE = "trixie"
 BASE_DISK_SIZE = "6G"
