@@ -5,7 +5,7 @@
 #   scripts/trust-node.sh [-i INVENTORY_DIR] [-p PORT] HOST SHA256:FINGERPRINT
 #
 # The key HOST offers is compared with FINGERPRINT; only a matching key is added to
-# INVENTORY_DIR/known_hosts (default: inventories/edge), the file the edge inventory makes SSH
+# INVENTORY_DIR/.known_hosts (default: inventories/edge), the file the edge inventory makes SSH
 # check strictly. A mismatch adds nothing: someone else may be answering on that address.
 set -euo pipefail
 inventory="$(dirname "$0")/../inventories/edge"
@@ -31,7 +31,7 @@ esac
 [[ "$host" =~ ^[A-Za-z0-9][A-Za-z0-9._:-]*$ ]] \
   || { echo "trust-node: '$host' is not a host name or address" >&2; exit 2; }
 [ -d "$inventory" ] || { echo "trust-node: no inventory directory $inventory" >&2; exit 2; }
-known="$inventory/known_hosts"
+known="$inventory/.known_hosts"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 if ! timeout 30 ssh-keyscan -T 10 -p "$port" -t ed25519,ecdsa,rsa -- "$host" >"$tmp/offered" 2>/dev/null \
    || [ ! -s "$tmp/offered" ]; then

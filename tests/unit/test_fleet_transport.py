@@ -49,9 +49,9 @@ def test_item13_edge_inventory_checks_host_keys_strictly(tmp_path: Path) -> None
     v = _host_vars(REPO / "inventories/edge/hosts.yml", tmp_path)
     args = str(v["ansible_ssh_common_args"])
     assert "StrictHostKeyChecking=yes" in args
-    assert "UserKnownHostsFile={{ inventory_dir }}/known_hosts" in args
+    assert "UserKnownHostsFile={{ inventory_dir }}/.known_hosts" in args
     assert v.get("ansible_host_key_checking", True) is not False
-    assert (REPO / "inventories/edge/known_hosts").is_file()
+    assert (REPO / "inventories/edge/.known_hosts").is_file()
 
 
 def test_item13_only_the_lab_inventory_opts_out(tmp_path: Path) -> None:
@@ -82,4 +82,15 @@ def test_item13_trust_node_refuses_bad_arguments_without_touching_known_hosts(
     ):
         r = subprocess.run([script, *argv], check=False, capture_output=True, text=True, timeout=60)
         assert r.returncode == 2 and expect in r.stderr, (argv, r)
-    assert not (inv / "known_hosts").exists()
+    assert not (inv / ".known_hosts").exists()
+
+
+def test_item13_the_edge_inventory_reads_only_inventory() -> None:
+    """known_hosts lives in the inventory directory as a dot file: Ansible must not try (and
+    warn about failing) to parse it as an inventory source."""
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+    r = subprocess.run(
+        [str(BIN / "ansible-inventory"), "-i", str(REPO / "inventories/edge"), "--list"],
+        env=env, capture_output=True, text=True, check=True, cwd=REPO,
+    )  # fmt: skip
+    assert "Unable to parse" not in r.stderr and "WARNING" not in r.stderr, r.stderr
