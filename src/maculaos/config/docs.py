@@ -19,6 +19,10 @@ def render() -> str:
         "",
         "Keys marked *validated only* are checked now and acted on by a later feature.",
         "",
+        "Editors: `docs/config.schema.json` (generated from the same table) lets the YAML",
+        "language server check and complete the file; put this first line in `config.yaml`:",
+        "`# yaml-language-server: $schema=<path or URL of docs/config.schema.json>`.",
+        "",
         "| key | type | default | allowed | description |",
         "|---|---|---|---|---|",
     ]

@@ -35,6 +35,7 @@ def _regex(pattern: str, what: str) -> Check:
     def check(value: Any) -> str | None:
         return None if isinstance(value, str) and rx.fullmatch(value) else f"must be {what}"
 
+    check.json_schema = {"pattern": f"^(?:{pattern})$"}  # type: ignore[attr-defined]
     return check
 
 
@@ -133,6 +134,7 @@ def _int_range(low: int, high: int) -> Check:
         ok = isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
         return None if ok else f"must be a whole number {low}-{high}"
 
+    check.json_schema = {"minimum": low, "maximum": high}  # type: ignore[attr-defined]
     return check
 
 
