@@ -87,12 +87,13 @@ def _damaged(name: str, files: dict[str, bytes], how: str) -> dict[str, bytes]:
     elif how == "empty-sum":  # hashsum --check of an empty list succeeds
         files[total] = b""
     elif how == "other-sum":  # the other copy's sum (as a misdirected write could leave)
-        files[total] = files[f"{other}/{SUM}"]
+        files[total] = files.get(f"{other}/{SUM}", b"")
     elif how == "short":
         files[block] = files[block][:512]
     elif how == "torn":  # first half of the variables from another state, rest as written
         body = len(files[block].rstrip(b"#"))
-        files[block] = files[f"{other}/{BLOCK}"][: body // 2] + files[block][body // 2 :]
+        source = files.get(f"{other}/{BLOCK}", b"\0" * len(files[block]))
+        files[block] = source[: body // 2] + files[block][body // 2 :]
     return files
 
 
