@@ -4,6 +4,7 @@ failing required unit; a kernel panic). Runs in order on one node."""
 
 from __future__ import annotations
 
+import base64
 import random
 import time
 from collections.abc import Iterator
@@ -11,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from maculaos_build import vm as vmlib
-from tests.support import powercut
+from tests.support import grubemu, powercut
 from tests.support.release_server import serve
 from tests.vm import upgrade_fixtures
 from tests.vm.conftest import ssh_key
@@ -121,6 +123,33 @@ def test_item1_apply_refuses_while_the_running_slot_is_on_trial(
     assert status(unode)["slots"]["A"]["state"] == "good"
 
 
+OLD_GRUB_CFG = Path(__file__).resolve().parents[1] / "fixtures/grub.cfg-before-issue-9.j2"
+
+
+def test_item5_the_node_gets_the_esp_of_a_previous_release(unode: vmlib.VM) -> None:
+    """Make this node's ESP what images before issue 9 had: their GRUB core (built without
+    the sha256 modules), their grub.cfg and single grubenv block (the state in force), no
+    redundant environment and no modules directory. The next tests update it over the
+    normal path (apply v2, boot it, confirm it) and check the new boot logic took over."""
+    roles = Path(__file__).resolve().parents[2] / "ansible/roles"
+    vars_ = yaml.safe_load((roles / "image/vars/main.yml").read_text())
+    old_modules = [m for m in vars_["_image_grub_modules"]
+                   if m not in vars_["_image_grub_loadable_modules"]]  # fmt: skip
+    unode.ssh(
+        "sudo", "grub-mkimage", "--format=x86_64-efi", "--output=/efi/EFI/BOOT/BOOTX64.EFI",
+        "--prefix=/EFI/maculaos", *old_modules,
+    )  # fmt: skip
+    block = "b.render_block(b.read().variables())"
+    bootenv_py(unode, f"open('{ENV_DIR}/grubenv', 'wb').write({block})")
+    cfg = base64.b64encode(grubemu.render(OLD_GRUB_CFG).encode()).decode()
+    unode.ssh(f"echo {cfg} | base64 -d | sudo tee {ENV_DIR}/grub.cfg >/dev/null")
+    unode.ssh(
+        f"sudo rm -rf {ENV_DIR}/env.1 {ENV_DIR}/env.2 {ENV_DIR}/bootcount {ENV_DIR}/x86_64-efi"
+    )
+    s = status(unode)
+    assert not s["boot_environment"]["redundant"] and s["next_boot"] == "A"
+
+
 def test_apply_v2_then_reboot_runs_it_from_slot_b(
     unode: vmlib.VM, server: str, releases: upgrade_fixtures.Releases
 ) -> None:
@@ -138,6 +167,28 @@ def test_apply_v2_then_reboot_runs_it_from_slot_b(
     assert s["slots"]["A"]["version"] == releases.v1 and s["slots"]["A"]["state"] == "good"
 
 
+def test_item5_the_confirmed_release_brought_its_boot_logic_to_the_esp(
+    unode: vmlib.VM, releases: upgrade_fixtures.Releases
+) -> None:
+    """v2 was installed and booted under the previous release's GRUB logic; once confirmed,
+    the health gate moved the ESP to v2's: modules, the redundant environment made from the
+    old block, then grub.cfg; the old block is retired."""
+    s = status(unode)
+    benv = s["boot_environment"]
+    assert benv["redundant"] and benv["problems"] == [], benv
+    update = benv["last_esp_update"]
+    assert update["version"] == releases.v2 and "EFI/maculaos/grub.cfg" in update["files"]
+    listing = unode.ssh("sudo", "ls", ENV_DIR).split()
+    assert {"env.1", "env.2", "bootcount", "x86_64-efi", "grubenv.before-layout-2"} <= set(
+        listing
+    ) and "grubenv" not in listing
+    assert s["slots"]["B"]["state"] == "good" and s["next_boot"] == "B"
+    SERIAL_MARK["before_rollback"] = len(unode.serial_log.read_bytes())
+
+
+SERIAL_MARK: dict[str, int] = {}
+
+
 def test_rollback_returns_to_v1(unode: vmlib.VM, releases: upgrade_fixtures.Releases) -> None:
     _, out = upgrade(unode, "--rollback")
     assert f"slot A ({releases.v1}) boots next" in out
@@ -153,6 +204,13 @@ def test_rollback_returns_to_v1(unode: vmlib.VM, releases: upgrade_fixtures.Rele
     assert s["slots"]["B"]["state"] == "good" and s["slots"]["B"]["version"] == releases.v2
     benv = s["boot_environment"]
     assert benv["problems"] == [] and stale.strip() in " ".join(benv["last_repair"]["problems"])
+    # item 5: this boot ran the new grub.cfg on the previous release's GRUB core, which
+    # loaded the sha256 modules from the ESP and checked the copies (hashsum prints OK)
+    if "before_rollback" in SERIAL_MARK:
+        console = unode.serial_log.read_bytes()[SERIAL_MARK["before_rollback"] :].decode(
+            errors="replace"
+        )
+        assert "bootenv: OK" in console and "hashsum.mod" not in console, console[-3000:]
 
 
 def _wait_for_rollback(vm: vmlib.VM, failed_version: str, timeout: float) -> dict[str, Any]:
