@@ -289,6 +289,19 @@ def _grub_boot(env: BootEnv) -> str:
     return chosen
 
 
+def _through_policy(env: BootEnv) -> BootEnv:
+    """``env`` written as a policy copy (SEQ 9) with the counter GRUB would hold for it."""
+    policy = env.policy(9)
+    counter = {}
+    for name in SLOTS:
+        if policy[f"{name}_TRIES"]:
+            left = env.slots[name].left or 0
+            counter[f"{name}_CTR"] = policy[f"{name}_TRIAL"]
+            counter[f"{name}_BOOTS"] = str(int(policy[f"{name}_TRIES"]) - left)
+    block = bootenv.render_block(policy)
+    return BootEnv.from_policy(bootenv.parse_block(block), counter, 9)
+
+
 OPS = st.lists(
     st.one_of(
         st.tuples(st.just("install"), st.sampled_from(SLOTS), st.integers(1, 9)),
@@ -329,6 +342,7 @@ def test_item3_last_good_is_always_a_confirmed_slot_and_fallback_is_safest(
         assert env.last_good == "" or env.established(env.last_good), (op, env)
         again = BootEnv.from_variables(bootenv.parse_block(bootenv.render_block(env.variables())))
         assert again == env
+        assert _through_policy(env) == env  # the redundant layout reads back the same state
         chosen, fallback = env.choose()
         if any(env.slots[s].bootable for s in SLOTS):
             assert not fallback and env.slots[chosen].bootable
@@ -385,3 +399,23 @@ def test_install_refusal_is_none_only_for_a_confirmed_healthy_boot() -> None:
     assert cli.install_refusal(env, "A", {"last_health": "junk"}, "x") is not None
     other = {"last_health": {"slot": "B", "healthy": True, "boot_id": "x"}}
     assert cli.install_refusal(env, "A", other, "x") is not None
+
+
+def test_a_damaged_or_newer_boot_environment_is_a_clear_error(
+    node: Node, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both copies damaged, or an ESP switched to a layout this release does not know (a
+    newer release was booted): one line naming it, nothing written, no traceback."""
+    monkeypatch.setattr(state, "slot_version", lambda name, booted: "0.1.0")
+    (node.env_file / "grub.cfg").write_text("# maculaos-boot-layout: 3\n")
+    assert cli_main.main(["upgrade", "status"]) == 1
+    err = capsys.readouterr().err
+    assert "layout 3; this release knows 2" in err and "Traceback" not in err
+    (node.env_file / "grub.cfg").unlink()
+    for copy in bootenv.COPIES:
+        (node.env_file / copy / bootenv.BLOCK).write_bytes(b"\0" * 1024)
+    node.judged()
+    node.publish("0.2.0")
+    assert node.apply() == 1
+    err = capsys.readouterr().err
+    assert "both copies of the boot environment are damaged" in err and node.installed == []

@@ -64,7 +64,8 @@ COPIES = ("env.1", "env.2")  # directories, each with BLOCK and SUM
 BLOCK = "bootenv"
 SUM = "bootenv.sum"
 COUNTER = "bootcount"
-LAYOUT_MARKER = b"maculaos-boot-layout: 2"  # in grub.cfg: GRUB reads bootenv.N and bootcount
+LAYOUT = 2  # grub.cfg says "maculaos-boot-layout: 2": GRUB reads env.N/ and bootcount
+LAYOUT_MARKER = f"maculaos-boot-layout: {LAYOUT}".encode()
 HEADER = b"# GRUB Environment Block\n"
 SIZE = 1024
 SECTOR = 512
@@ -325,9 +326,15 @@ def redundant(env_dir: Path) -> bool:
     cfg = env_dir / "grub.cfg"
     try:
         with cfg.open("rb") as f:
-            return LAYOUT_MARKER in f.read(4096)
+            m = re.search(rb"maculaos-boot-layout: (\d+)", f.read(4096))
     except FileNotFoundError:
         return any((env_dir / n).exists() for n in COPIES)
+    if m and int(m[1]) > LAYOUT:
+        # a newer release switched the ESP to a layout this one does not know: touch nothing
+        raise BootEnvError(
+            f"the ESP's boot environment is layout {int(m[1])}; this release knows {LAYOUT}"
+        )
+    return m is not None and int(m[1]) == LAYOUT
 
 
 def migrate(env_dir: Path) -> None:

@@ -416,6 +416,13 @@ def cmd_auto(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except bootenv.BootEnvError as e:
+        die(f"boot environment: {e}; nothing changed", "maculaos upgrade status shows the slots")
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.action == "status":
         return cmd_status(args)
     if args.action == "health":
