@@ -87,3 +87,16 @@ DOCS = st.lists(st.sampled_from(KEYS), max_size=6, unique_by=lambda k: k.path).f
 def test_item16_a_file_the_node_accepts_always_passes_the_editor_schema(doc: Any) -> None:
     if not validate(doc)[1]:
         assert _editor_ok(doc), list(VALIDATOR.iter_errors(doc))
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [("maculaos.locale", "de_DE@\u00fc"), ("maculaos.upgrade.health_timeout", 30)],
+)
+def test_item16_patterns_mean_the_same_to_the_node_and_to_editors(path: str, value: Any) -> None:
+    """Editors (ECMA-262) read \\d and \\w as ASCII, Python as Unicode: the patterns use
+    ASCII classes, so both sides agree whichever engine checks."""
+    doc = nest({path: value})
+    assert bool(validate(doc)[1]) == (not _editor_ok(doc)), doc
+    published = PUBLISHED.read_text()
+    assert "\\\\d" not in published and "\\\\w" not in published

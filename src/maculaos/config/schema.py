@@ -30,7 +30,9 @@ class Key:
 
 
 def _regex(pattern: str, what: str) -> Check:
-    rx = re.compile(pattern)
+    # the patterns use ASCII classes ([0-9], not \d): the same text is a JSON Schema pattern,
+    # which editors (ECMA-262) and Python read alike only then (test_config_schema_json)
+    rx = re.compile(pattern, re.ASCII)
 
     def check(value: Any) -> str | None:
         return None if isinstance(value, str) and rx.fullmatch(value) else f"must be {what}"
@@ -61,16 +63,16 @@ TIMEZONE = _regex(
     r"UTC|[A-Z][A-Za-z_+-]+(/[A-Za-z0-9_+-]+){0,2}", "an IANA time zone like Europe/Berlin or UTC"
 )
 LOCALE = _regex(
-    r"[a-z]{2,3}(_[A-Z]{2})?(\.(UTF-8|utf8))?(@\w+)?|C(\.UTF-8)?|POSIX",
+    r"[a-z]{2,3}(_[A-Z]{2})?(\.(UTF-8|utf8))?(@[A-Za-z0-9_]+)?|C(\.UTF-8)?|POSIX",
     "a locale like de_DE.UTF-8 or C.UTF-8",
 )
 KEYMAP = _regex(r"[a-z]{2,8}([-_][a-z0-9]+)*", "a console keymap like us, de or fr")
-DURATION = _regex(r"\d+[smhd]", "a duration like 30s, 5m, 7d")
-PERCENT = _regex(r"\d{1,3}%", "a percentage like 10%")
-SIZE = _regex(r"\d+[KMGT]?", "a size like 4G or 512M")
+DURATION = _regex(r"[0-9]+[smhd]", "a duration like 30s, 5m, 7d")
+PERCENT = _regex(r"[0-9]{1,3}%", "a percentage like 10%")
+SIZE = _regex(r"[0-9]+[KMGT]?", "a size like 4G or 512M")
 MODULE = _regex(r"[A-Za-z0-9_-]+", "a kernel module name")
 SSH_KEY = _regex(
-    r"(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp\d+|sk-\S+) [A-Za-z0-9+/=]+( [^\x00-\x1f\x7f]*)?",
+    r"(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp[0-9]+|sk-\S+) [A-Za-z0-9+/=]+( [^\x00-\x1f\x7f]*)?",
     "an SSH public key line (ssh-ed25519 AAAA... comment)",
 )
 
