@@ -37,10 +37,6 @@ def render(template: Path = TEMPLATE) -> str:
 def script(cfg: str | None = None) -> str:
     """A grub.cfg (default: the image's) up to its menu entries, plus the decision line."""
     text = cfg if cfg is not None else render()
-    return _script(text)
-
-
-def _script(text: str) -> str:
     logic = text[: text.index("\nmenuentry ")]
     kept = [
         line

@@ -279,6 +279,10 @@ def _module_names(moddir: Path) -> set[str]:
     return {n.replace("-", "_") for n in names}
 
 
+def _module_loaded(name: str) -> bool:
+    return Path(f"/sys/module/{name.replace('-', '_')}").exists()
+
+
 def check_modules(cfg: dict[str, Any], t: Target) -> None:
     """Each module is loaded already or known to this kernel's module index (nothing to check
     against when the root has no /lib/modules for the running kernel, e.g. an image build)."""
@@ -288,7 +292,7 @@ def check_modules(cfg: dict[str, Any], t: Target) -> None:
         return
     known = _module_names(moddir)
     for m in cfg["maculaos.modules"]:
-        loaded = t.live and Path(f"/sys/module/{m.replace('-', '_')}").exists()
+        loaded = t.live and _module_loaded(m)
         if not loaded and m.replace("-", "_") not in known:
             raise ApplyError(
                 f"maculaos.modules: {m!r} is not a kernel module of this kernel ({moddir})"
@@ -302,9 +306,7 @@ def check_sysctl(cfg: dict[str, Any], t: Target) -> None:
     proc = Path("/proc/sys")
     if not t.live or not proc.is_dir():
         return
-    if any(
-        not Path(f"/sys/module/{m.replace('-', '_')}").exists() for m in cfg["maculaos.modules"]
-    ):
+    if not all(_module_loaded(m) for m in cfg["maculaos.modules"]):
         return
     for key in cfg["sysctl"]:
         name = str(key) if "/" in str(key) else str(key).replace(".", "/")

@@ -59,7 +59,7 @@ SLOTS = ("A", "B")
 PARTLABEL = {name: part.name for name, part in layout.SLOTS.items()}
 ESP_MOUNT = Path("/efi")
 ENV_DIR = ESP_MOUNT / "EFI" / "maculaos"
-GRUBENV = ENV_DIR / "grubenv"  # the single block of nodes made before the redundant layout
+LEGACY = "grubenv"  # the single block of nodes made before the redundant layout
 COPIES = ("env.1", "env.2")  # directories, each with BLOCK and SUM
 BLOCK = "bootenv"
 SUM = "bootenv.sum"
@@ -226,9 +226,7 @@ class BootEnv:
         for name in SLOTS:
             left_text = v.get(f"{name}_LEFT", "")
             # a count that is not one digit is read as 0 (GRUB matches digits as strings)
-            left = (
-                None if left_text == "" else (int(left_text) if _DIGIT.fullmatch(left_text) else 0)
-            )
+            left = None if left_text == "" else _digit(left_text)
             slots[name] = Slot(v.get(f"{name}_OK", "0") == "1", left)
         known = {"ORDER", "LAST_GOOD"} | {f"{s}_{k}" for s in SLOTS for k in ("OK", "LEFT")}
         return cls(_order(v), slots, _last_good(v), {k: x for k, x in v.items() if k not in known})
@@ -341,7 +339,7 @@ def migrate(env_dir: Path) -> None:
     """Write the redundant layout's files from the legacy block, keeping the state in force
     (a slot on trial keeps the boots it has left). grub.cfg is not touched: the old one keeps
     reading the legacy block until the ESP update switches it (maculaos.upgrade.esp)."""
-    env = read(env_dir / "grubenv")
+    env = read(env_dir / LEGACY)
     counter: dict[str, str] = {}
     for name in SLOTS:
         slot = env.slots[name]
@@ -415,12 +413,17 @@ def read(path: Path | None = None) -> BootEnv:
         env = BootEnv.from_policy(v, counter, seq)
         env.problems = problems
         return env
-    legacy = path / "grubenv" if path.is_dir() else path
+    legacy = _legacy(path)
     try:
         data = legacy.read_bytes()
     except OSError as e:
         raise BootEnvError(f"cannot read the GRUB environment {legacy}: {e.strerror}") from e
     return BootEnv.from_variables(parse_block(data))
+
+
+def _legacy(path: Path) -> Path:
+    """The single block: ``path`` itself, or the one in the ESP directory ``path``."""
+    return path / LEGACY if path.is_dir() else path
 
 
 def _overwrite(path: Path, data: bytes) -> None:
@@ -471,7 +474,7 @@ def write(env: BootEnv, path: Path | None = None) -> None:
         fresh = read(path)
         env.seq, env.slots, env.tries, env.problems = fresh.seq, fresh.slots, fresh.tries, []
         return
-    legacy = path / "grubenv" if path.is_dir() else path
+    legacy = _legacy(path)
     block = render_block(env.variables())
     fd = os.open(legacy, os.O_RDWR)
     try:

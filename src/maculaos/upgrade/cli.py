@@ -154,9 +154,7 @@ def install_refusal(
 
 
 def _refuse_unsafe(booted: str, data: dict[str, Any], args: argparse.Namespace) -> None:
-    refusal = install_refusal(
-        bootenv.read(), booted, data, state.boot_id(), getattr(args, "ignore_health", False)
-    )
+    refusal = install_refusal(bootenv.read(), booted, data, state.boot_id(), args.ignore_health)
     if refusal:
         die(f"not installing now: {refusal}; nothing changed")
 
@@ -224,13 +222,6 @@ def cmd_apply(args: argparse.Namespace) -> int:
         return 0
     print(f"found {release.version} ({release.channel}) at {release.url}", flush=True)
     bundle, digest = verified_bundle(release)
-    failed = state.failed_release(data, release.version, digest)
-    if failed and not args.retry_failed:
-        die(
-            f"{release.version} was rolled back on this node ({failed['time']}: "
-            f"{failed['reason']}); nothing installed",
-            "install it anyway with --apply --retry-failed",
-        )
     _refuse_unsafe(booted, state.load(), args)  # again: the download may have taken hours
     env_before = bootenv.read()
     target = env_before.other(booted)

@@ -28,7 +28,7 @@ CONTENT = Path("/usr/lib/maculaos/esp")
 CONFIG = "EFI/maculaos/grub.cfg"
 TEMP = ".maculaos-new"
 LEGACY_AFTER_SWITCH = "grubenv.before-layout-2"
-ENV_FILES = {"grubenv", LEGACY_AFTER_SWITCH, bootenv.BLOCK, bootenv.SUM, bootenv.COUNTER}
+ENV_FILES = {bootenv.LEGACY, LEGACY_AFTER_SWITCH, bootenv.BLOCK, bootenv.SUM, bootenv.COUNTER}
 
 
 def _files(root: Path) -> dict[str, Path]:
@@ -105,6 +105,6 @@ def _sync(content: Path, esp: Path) -> list[str]:
         # code from before the switch must fail closed (it would write a block GRUB no longer
         # reads), not half-work: its RAUC backend and health gate stop at a missing grubenv
         with contextlib.suppress(FileNotFoundError):
-            os.replace(env_dir / "grubenv", env_dir / LEGACY_AFTER_SWITCH)
+            os.replace(env_dir / bootenv.LEGACY, env_dir / LEGACY_AFTER_SWITCH)
     os.sync()
     return changed

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from maculaos.config.applicators import write_file
-from maculaos.upgrade import bootenv
+from maculaos.upgrade import bootenv, esp
 
 STATE_DIR = Path("/var/lib/maculaos/upgrade")
 OS_RELEASE = Path("/usr/lib/os-release")
@@ -130,7 +130,7 @@ def slot_reads_redundant_env(name: str) -> bool:
         if root is None:
             return False
         try:
-            cfg = (root / "usr/lib/maculaos/esp/EFI/maculaos/grub.cfg").read_bytes()
+            cfg = (root / esp.CONTENT.relative_to("/") / esp.CONFIG).read_bytes()
         except OSError:
             return False
         return bootenv.LAYOUT_MARKER in cfg
