@@ -51,7 +51,6 @@ def test_item14_rauc_and_the_boot_environment_name_the_same_slots() -> None:
     [
         ("upgrade/files/etc/systemd/system/efi.mount", layout.ESP),
         ("kernel/files/etc/initramfs-tools/scripts/local-bottom/maculaos", layout.STATE),
-        ("kernel/files/usr/lib/maculaos/grow-state", layout.STATE),
     ],
 )
 def test_item14_units_and_scripts_find_partitions_by_the_layout_names(
@@ -60,6 +59,13 @@ def test_item14_units_and_scripts_find_partitions_by_the_layout_names(
     text = (ROLES / path).read_text()
     found = set(re.findall(r"/dev/disk/by-partlabel/([A-Za-z0-9_-]+)", text))
     assert found == {partition.name}, (path, found)
+
+
+def test_item14_the_boot_disk_finder_knows_the_layout() -> None:
+    text = (ROLES / "kernel/files/etc/initramfs-tools/scripts/local-top/maculaos-disk").read_text()
+    m = re.search(r'^PARTS="([^"]+)"$', text, re.M)
+    assert m
+    assert m[1].split() == [f"{p.number}:{p.name}" for p in layout.PARTITIONS]
 
 
 def _version_regex_in_preflight() -> str:

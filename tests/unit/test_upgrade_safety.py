@@ -22,7 +22,7 @@ from maculaos import __main__ as cli_main
 from maculaos.config import validate
 from maculaos.upgrade import bootenv, cli, health, state
 from maculaos.upgrade.bootenv import SLOTS, BootEnv, Slot
-from tests.support import grubemu
+from tests.support import fakedisk, grubemu
 
 BOOT_ID = "c0ffee00-0000-4000-8000-000000000001"
 
@@ -50,6 +50,7 @@ class Node:
         monkeypatch.setattr(cli, "_compatible", lambda: "maculaos-amd64")
         monkeypatch.setattr(cli, "_arch", lambda: "amd64")
         monkeypatch.setattr(cli, "rauc_info", self._rauc_info)
+        fakedisk.install(monkeypatch, tmp / "disks")  # booted from vda, names point there
         real_run = subprocess.run
 
         def run(argv: list[str], *a: Any, **kw: Any) -> Any:
@@ -184,6 +185,40 @@ def test_item1_status_says_when_installing_is_blocked(
     assert cli_main.main(["upgrade", "status", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["install_blocked"] and "trial (1 boot left)" in out["install_blocked"]
+
+
+# item 7: only the disk the node booted from is written
+
+
+@pytest.mark.parametrize(("own", "labels_on"), [(None, "vda"), ("vda", "vdb")])
+def test_item7_no_install_or_rollback_onto_a_disk_that_may_not_be_ours(
+    node: Node,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    own: str | None,
+    labels_on: str,
+) -> None:
+    """A second MaculaOS disk attached: either the initramfs could not tell which disk booted
+    (None), or the partition names point at the other disk (vdb)."""
+    node.judged()
+    node.publish("0.2.0")
+    bootenv.write(BootEnv(["A", "B"], {"A": Slot(True, None), "B": Slot(True, None)}, "A"))
+    fakedisk.install(monkeypatch, tmp_path / "second", own=own, labels_on=labels_on)
+    before = grubemu.read_dir(node.env_file)
+    assert node.apply() == 1
+    err = capsys.readouterr().err
+    assert "not installing" in err and "nothing changed" in err
+    why = "2 disks carry the same ESP" if own is None else "not a partition of the boot disk vda"
+    assert why in err
+    assert cli_main.main(["upgrade", "--rollback"]) == 1
+    assert "not rolling back" in capsys.readouterr().err
+    assert node.installed == [] and grubemu.read_dir(node.env_file) == before
+    assert cli_main.main(["upgrade", "status", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["install_blocked"]
+    if own is None:
+        assert out["boot_disk"]["disk"] is None and "2 disks" in out["boot_disk"]["problem"]
 
 
 # item 2: a release that was rolled back is not installed again by itself

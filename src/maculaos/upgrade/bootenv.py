@@ -515,17 +515,22 @@ def booted_slot(cmdline: Path = Path("/proc/cmdline")) -> str | None:
 
 
 def ensure_esp(mount: Path = ESP_MOUNT) -> None:
-    """Mount the ESP at /efi when nothing did (efi.mount normally has)."""
+    """Mount the ESP at /efi when nothing did (efi.mount normally has), the boot disk's only:
+    bootdisk.NotOwnDisk when that disk is not known for sure."""
+    import subprocess  # noqa: PLC0415
+
+    from maculaos import bootdisk  # noqa: PLC0415
+
+    device = bootdisk.partition(layout.ESP.name)
     if os.path.ismount(mount):
         return
-    import subprocess  # noqa: PLC0415
 
     subprocess.run(
         [
             "mount",
             "-o",
             "flush,umask=0077",
-            f"/dev/disk/by-partlabel/{layout.ESP.name}",
+            str(device),
             str(mount),
         ],
         check=True,

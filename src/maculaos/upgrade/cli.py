@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from maculaos import layout
+from maculaos import bootdisk, layout
 from maculaos.disk import file_digest
 from maculaos.log import MaculaError, die
 from maculaos.upgrade import bootenv, health, sources, state
@@ -153,7 +153,25 @@ def install_refusal(
     return None
 
 
+def disk_refusal() -> str | None:
+    """Why the slots and the ESP named by label may not be this node's own (a second
+    MaculaOS disk is attached and the initramfs could not tell), or None."""
+    try:
+        for part in (layout.ESP, layout.SLOT_A, layout.SLOT_B):
+            bootdisk.partition(part.name)
+    except bootdisk.NotOwnDisk as e:
+        return str(e)
+    return None
+
+
+def _own_disk() -> None:
+    refusal = disk_refusal()
+    if refusal:
+        die(f"not installing: {refusal}; nothing changed")
+
+
 def _refuse_unsafe(booted: str, data: dict[str, Any], args: argparse.Namespace) -> None:
+    _own_disk()
     refusal = install_refusal(bootenv.read(), booted, data, state.boot_id(), args.ignore_health)
     if refusal:
         die(f"not installing now: {refusal}; nothing changed")
@@ -269,6 +287,9 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def _rollback(args: argparse.Namespace, booted: str) -> int:
+    refusal = disk_refusal()
+    if refusal:
+        die(f"not rolling back: {refusal}; nothing changed")
     env = bootenv.read()
     other = env.other(booted)
     slot = env.slots[other]
@@ -304,6 +325,9 @@ def status_data() -> dict[str, Any]:
             "by root only",
             "sudo maculaos upgrade status",
         )
+    disk = bootdisk.describe()
+    if disk["problem"] and not os.path.isdir(bootenv.ENV_DIR):
+        die(f"no boot environment to show: {disk['problem']}")
     env = bootenv.read()
     data = state.load()
     nxt, fallback = env.choose()
@@ -339,8 +363,15 @@ def status_data() -> dict[str, Any]:
             "redundant": bootenv.redundant(bootenv.ENV_DIR),
             "last_esp_update": (data.get("esp_updates") or [None])[-1],
         },
-        "install_blocked": install_refusal(env, booted, data, state.boot_id()) if booted else None,
+        "install_blocked": _blocked(env, booted, data),
+        "boot_disk": bootdisk.describe(),
     }
+
+
+def _blocked(env: bootenv.BootEnv, booted: str | None, data: dict[str, Any]) -> str | None:
+    if not booted:
+        return None
+    return disk_refusal() or install_refusal(env, booted, data, state.boot_id())
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -360,6 +391,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             + (f"  ({', '.join(flags)})" if flags else "")
         )
     print(f"last good:  {'slot ' + s['last_good'] if s['last_good'] else 'none confirmed'}")
+    print(f"boot disk:  {s['boot_disk']['disk'] or 'NOT KNOWN (see installing)'}")
     benv = s["boot_environment"]
     if benv["problems"]:
         damage = "; ".join(benv["problems"])

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from maculaos import bootdisk
 from maculaos.upgrade import bootenv, esp, state
 
 # joined to the required set when enabled (they arrive with the k3s and mesh issues)
@@ -107,7 +108,11 @@ def gate(reboot: Callable[[], None], config: dict[str, Any] | None = None) -> in
         print("not booted from a MaculaOS slot (no rauc.slot=): nothing to judge")
         return 0
     cfg = config if config is not None else _config()
-    bootenv.ensure_esp()
+    try:
+        bootenv.ensure_esp()
+    except bootdisk.NotOwnDisk as e:
+        print(f"not judging this boot: {e}")
+        return 0
     running = state.os_release_version() or "unknown"
     with bootenv.locked():
         env = bootenv.read()

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from maculaos import bootdisk
 from maculaos.config.applicators import write_file
 from maculaos.upgrade import bootenv, esp
 
@@ -97,8 +98,13 @@ def os_release_version(path: Path = OS_RELEASE) -> str | None:
 
 @contextlib.contextmanager
 def mounted_slot(name: str) -> Iterator[Path | None]:
-    """The other slot's root, mounted read-only (None when it cannot be mounted)."""
-    device = Path("/dev/disk/by-partlabel") / bootenv.PARTLABEL[name]
+    """The other slot's root, mounted read-only (None when it cannot be mounted or is not on
+    the boot disk)."""
+    try:
+        device = bootdisk.partition(bootenv.PARTLABEL[name])
+    except bootdisk.NotOwnDisk:
+        yield None
+        return
     with tempfile.TemporaryDirectory(prefix="maculaos-slot-") as mnt:
         r = subprocess.run(
             ["mount", "-t", "squashfs", "-o", "ro", str(device), mnt],
