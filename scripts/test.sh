@@ -2,6 +2,9 @@
 # README command 2: every test. Fast tier (lint, unit, Molecule) first, then the VM tier, which boots
 # the image README command 1 built (output/); it builds one first when there is none.
 #   --fast   only the fast tier
+#   --full   the full tier: everything above plus the long runs kept out of CI's 60 minutes
+#            (a second power cut in the upgrade tier, then 100 power cuts on two nodes:
+#            tests/reliability/power_cut.py, about two hours; results in bench/results/)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup-host.sh
@@ -12,6 +15,7 @@ pytest -q -m "not vm" tests/unit
 echo "==> molecule (base role on the trixie base disk under QEMU)"
 molecule test
 [ "${1:-}" = "--fast" ] && exit 0
+[ "${1:-}" = "--full" ] && export MACULAOS_FULL=1
 if ! ls output/*-amd64/macula-os-*-amd64.qcow2 >/dev/null 2>&1 && [ -z "${MACULAOS_IMAGE:-}" ]; then
   echo "==> no image in output/: building one (README command 1)"
   ./scripts/build.sh
@@ -20,3 +24,7 @@ echo "==> VM tier: two nodes (boot, layers, identity, config)"
 pytest -q -m vm tests/vm --ignore=tests/vm/test_upgrade.py
 echo "==> VM tier: upgrades on one node (apply, rollback, bad bundles, broken updates, power cuts)"
 pytest -q -s -m vm tests/vm/test_upgrade.py
+if [ "${MACULAOS_FULL:-}" = 1 ]; then
+  echo "==> full tier: 100 power cuts during upgrades (two nodes)"
+  python -m tests.reliability.power_cut --runs 100 --vms 2
+fi

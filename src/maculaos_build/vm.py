@@ -60,7 +60,8 @@ class VM:
     mac: str = field(
         default_factory=lambda: "52:54:00:" + ":".join(secrets.token_hex(1) for _ in range(3))
     )
-    extra_drives: list[Path] = field(default_factory=list)
+    extra_drives: list[Path] = field(default_factory=list)  # raw, read-only
+    extra_disks: list[Path] = field(default_factory=list)  # qcow2, writable (vdb, vdc, ...)
     # direct kernel boot through the same OVMF firmware (fw_cfg), for disks without a loader
     kernel: Path | None = None
     initrd: Path | None = None
@@ -140,6 +141,11 @@ class VM:
                 arg
                 for drive in self.extra_drives
                 for arg in ("-drive", f"if=virtio,format=raw,readonly=on,file={drive}")
+            ],
+            *[
+                arg
+                for disk in self.extra_disks
+                for arg in ("-drive", f"if=virtio,format=qcow2,file={disk}")
             ],
         ]
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -82,15 +83,43 @@ write_files:
 """
 
 
+FOREIGN_DISK_GUID = "0b1d2c3e-4f50-4a61-8b72-93a4b5c6d7e8"
+
+
+def foreign_disk(image: Path, workdir: Path) -> Path:
+    """Another MaculaOS disk: the same image with GUIDs of its own, as another node's disk or
+    an older image has them, behind a writable overlay (writes land in the overlay only, so
+    a test can tell whether anything wrote to it)."""
+    raw = workdir / "foreign.raw"
+    subprocess.run(["qemu-img", "convert", "-O", "raw", str(image), str(raw)], check=True)
+    for n in range(1, 5):
+        subprocess.run(
+            ["sfdisk", "-q", "--part-uuid", str(raw), str(n), str(uuid.uuid4())],
+            check=True,
+            capture_output=True,
+        )
+    subprocess.run(
+        ["sfdisk", "-q", "--disk-id", str(raw), FOREIGN_DISK_GUID], check=True, capture_output=True
+    )
+    overlay = workdir / "foreign.qcow2"
+    subprocess.run(
+        ["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(raw), "-F", "raw", str(overlay)],
+        check=True,
+    )
+    return overlay
+
+
 @pytest.fixture(scope="session")
 def nodes(
     image: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[vmlib.VM, vmlib.VM]]:
     """Two nodes booted from the same image at the same time; the first with a seed volume
-    (MACULAOS_CONFIG) carrying its config, the second with none."""
+    (MACULAOS_CONFIG) carrying its config and a second MaculaOS disk attached (issue 9 item
+    7: it must never be mounted, grown or written), the second node with neither."""
     pub = second_key().with_suffix(".pub").read_text().strip()
     seed = vmlib.seed_volume(SEED.format(key=pub), tmp_path_factory.mktemp("seed") / "seed.img")
-    a = vmlib.VM(image=image, key=ssh_key(), extra_drives=[seed])
+    foreign = foreign_disk(image, tmp_path_factory.mktemp("foreign"))
+    a = vmlib.VM(image=image, key=ssh_key(), extra_drives=[seed], extra_disks=[foreign])
     b = vmlib.VM(image=image, key=ssh_key())
     with vmlib.running(a), vmlib.running(b):
         a.wait_ssh()

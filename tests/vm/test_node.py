@@ -210,3 +210,47 @@ def test_item13_fleet_trusts_a_node_only_by_the_fingerprint_it_shows(
     r = ping()
     assert r.returncode == 0 and "node-1 | SUCCESS" in r.stdout and "pong" in r.stdout, r
     assert "Unable to parse" not in r.stderr, r.stderr  # the inventory reads only inventory
+
+
+def test_item7_a_second_maculaos_disk_is_never_mounted_grown_or_written(node: vmlib.VM) -> None:
+    """Node A has had another MaculaOS disk attached (vdc: the same image with GUIDs of its
+    own, as another node's disk or an older image has them) since its first boot, through
+    the reboots above (one of them into slot B). Its root, state and ESP came from its own
+    disk every time, its own disk got GUIDs of its own, and the other disk was never written:
+    its writable overlay holds nothing."""
+    from tests.vm.conftest import FOREIGN_DISK_GUID  # noqa: PLC0415
+
+    h = host(node)
+    assert h.file("/run/maculaos/own-disk").content_string.strip() == "vda"
+    assert "STATUS=own" in h.file("/run/maculaos/boot-disk").content_string
+    for mnt in ("/", "/run/maculaos/state", "/efi"):
+        source = h.check_output(f"findmnt -n -o SOURCE {mnt}")
+        assert re.fullmatch(r"/dev/vda[0-9]", source), (mnt, source)
+    assert "/dev/vdc" not in h.file("/proc/mounts").content_string
+    for label in ("esp", "rootfs-a", "rootfs-b", "MACULAOS_STATE"):
+        assert h.check_output(f"readlink -f /dev/disk/by-partlabel/{label}").startswith("/dev/vda")
+    # GRUB named this boot's ESP by the GUID the node gave its disk at its first boot
+    own_guid = h.check_output("sudo sfdisk --disk-id /dev/vda").lower()
+    assert own_guid[14] == "4", f"the disk kept the image's GUID {own_guid}"
+    esp_uuid = h.check_output("lsblk -dno PARTUUID /dev/vda1").lower()
+    assert f"maculaos.esp={esp_uuid}" in h.file("/proc/cmdline").content_string.lower()
+    assert h.check_output("sudo sfdisk --disk-id /dev/vdc").lower() == FOREIGN_DISK_GUID
+    # in no boot did the kernel mount a filesystem of the other disk
+    kernel = h.check_output("sudo journalctl -k -b all --no-pager -o cat | grep -c vdc || true")
+    mounted = h.check_output(
+        "sudo journalctl -k -b all --no-pager -o cat | grep -E '(EXT4|FAT|squashfs).*vdc' || true"
+    )
+    assert mounted == "", mounted
+    assert int(kernel) > 0, "the second disk was not attached"
+    # and nothing wrote to it: its overlay on the host holds no data
+    overlay = node.extra_disks[0]
+    mapping = json.loads(
+        subprocess.run(
+            ["qemu-img", "map", "-U", "--output=json", str(overlay)],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    )
+    written = [m for m in mapping if m["depth"] == 0 and m["data"]]
+    assert written == [], written[:5]

@@ -5,6 +5,7 @@ failing required unit; a kernel panic). Runs in order on one node."""
 from __future__ import annotations
 
 import base64
+import os
 import random
 import time
 from collections.abc import Iterator
@@ -69,8 +70,10 @@ def bootenv_py(vm: vmlib.VM, code: str) -> str:
 
 
 def slot_fingerprint(vm: vmlib.VM, label: str) -> str:
+    """The first 4 MiB of a slot: RAUC writes a slot from its start, so any write (even one
+    cut short) changes them."""
     return vm.ssh(
-        f"sudo head -c 67108864 /dev/disk/by-partlabel/{label} | sha256sum", timeout=300
+        f"sudo head -c 4194304 /dev/disk/by-partlabel/{label} | sha256sum", timeout=300
     ).split()[0]
 
 
@@ -286,7 +289,9 @@ def test_panicking_v3_rolls_back_by_itself(
     assert serial.count("Kernel panic") >= 3
 
 
-@pytest.mark.parametrize("cut", [1, 2])
+# one cut in the CI tier; the full tier (MACULAOS_FULL=1) two here, and 100 in
+# tests/reliability/power_cut.py
+@pytest.mark.parametrize("cut", [1, 2] if os.environ.get("MACULAOS_FULL") else [1])
 def test_power_cut_during_apply_boots_a_good_slot(
     unode: vmlib.VM, server: str, releases: upgrade_fixtures.Releases, cut: int
 ) -> None:
