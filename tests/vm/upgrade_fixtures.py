@@ -55,8 +55,9 @@ def _publish(root: Path, name: str, bundle_file: Path, version: str) -> None:
     bundle.write_index(d, [bundle.index_entry(dest, version, AMD64, "stable")])
 
 
-def make_v2(image_dir: Path, work: Path) -> tuple[Path, str, str]:
-    """Only the v2 scenario (served root, v1, v2): what the power-cut runs need."""
+def make_v2(image_dir: Path, work: Path, keep_slot: bool = False) -> tuple[Path, str, str]:
+    """Only the v2 scenario (served root, v1, v2): what the power-cut runs need. With
+    ``keep_slot`` the v2 slot image stays at work/slot-v2.squashfs."""
     manifest = json.loads((image_dir / "manifest.json").read_text())
     rel = Releases(root=work / "srv", v1=manifest["version"])
     slot = bundle.slot_squashfs(image_dir, work / "slot-v1.squashfs")
@@ -64,12 +65,13 @@ def make_v2(image_dir: Path, work: Path) -> tuple[Path, str, str]:
     out = bundle.make_bundle(sq, rel.v2, AMD64, work / f"macula-os-{rel.v2}-amd64.raucb")
     _publish(rel.root, "v2", out, rel.v2)
     slot.unlink()
-    sq.unlink()
+    if not keep_slot:
+        sq.unlink()
     return rel.root, rel.v1, rel.v2
 
 
 def make(image_dir: Path, work: Path) -> Releases:
-    root, v1, _ = make_v2(image_dir, work)
+    root, v1, _ = make_v2(image_dir, work, keep_slot=True)
     rel = Releases(root=root, v1=v1)
     v2 = root / "v2" / f"macula-os-{rel.v2}-amd64.raucb"
     slot = bundle.slot_squashfs(image_dir, work / "slot-v1.squashfs")
@@ -82,7 +84,7 @@ def make(image_dir: Path, work: Path) -> Releases:
         return out
 
     # the v2 slot signed by a CA the image does not trust
-    foreign_slot = bundle.restamp(slot, rel.v2, work / "slot-foreign.squashfs")
+    foreign_slot = work / "slot-v2.squashfs"
     other = bundle.dev_signer(work / "other-keys", "untrusted")
     (work / "foreign").mkdir(exist_ok=True)
     foreign = bundle.make_bundle(foreign_slot, rel.v2, AMD64, work / "foreign" / v2.name, other)
