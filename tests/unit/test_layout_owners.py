@@ -127,3 +127,14 @@ def test_item14_image_defaults_have_one_owner() -> None:
         image.BuildOptions.__dataclass_fields__["compression"].default
         == (d["image_squashfs_compression"])
     )
+
+
+def test_item7_boot_loader_words_are_not_taken_for_config_keys() -> None:
+    """Every maculaos.* word GRUB puts on the kernel command line is a boot fact the config
+    layer skips (else the node's config turns invalid at every boot)."""
+    from maculaos.config import paths, schema  # noqa: PLC0415
+
+    words = set(re.findall(r"\b(maculaos\.[a-z_.]+)=", grubemu.render()))
+    assert "maculaos.esp" in words
+    keys = {k.path for k in schema.KEYS}
+    assert words <= set(paths.BOOT_WORDS) | keys, words - set(paths.BOOT_WORDS)

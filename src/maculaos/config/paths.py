@@ -11,4 +11,4 @@ STATE = Path("/var/lib/maculaos/state")
 LAST_GOOD = STATE / "config.last-good.yaml"
 STATUS = STATE / "config-status.json"
 # maculaos.* words on the kernel command line that are boot facts, not config keys
-BOOT_WORDS = ("maculaos.slot", "maculaos.recovery")
+BOOT_WORDS = ("maculaos.slot", "maculaos.recovery", "maculaos.esp")
