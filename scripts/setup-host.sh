@@ -11,7 +11,7 @@ APT_PACKAGES=(
   qemu-user-static binfmt-support
   mmdebstrap debian-archive-keyring arch-test
   squashfs-tools e2fsprogs dosfstools mtools fdisk gdisk
-  grub-efi-amd64-bin grub-common grub-emu xorriso
+  grub-efi-amd64-bin grub-common grub-emu xorriso busybox
   zstd xz-utils openssh-client rsync jq
   rauc openssl
   python3-venv

@@ -73,9 +73,23 @@ def partition(
     """The device of the partition named ``label`` on the boot disk; NotOwnDisk when the
     boot disk is not known or the name points at another disk."""
     disk = own_disk(run)
+    sys_block = sys_block or SYS_BLOCK
+    seq = _status(run or RUN).get("DISKSEQ", "")
+    if seq:
+        try:
+            now = (sys_block / disk / "diskseq").read_text().strip()
+        except OSError:
+            now = ""
+        if now != seq:
+            raise NotOwnDisk(
+                f"the boot disk {disk} went away (disk sequence {seq}, now {now or 'none'}); "
+                "nothing is written until the node reboots"
+            )
     link = (by_partlabel or BY_PARTLABEL) / label
+    if not os.path.lexists(link):
+        raise NotOwnDisk(f"no partition named {label} ({link} is missing)")
     dev = Path(os.path.realpath(link))
-    parent = Path(os.path.realpath((sys_block or SYS_BLOCK) / dev.name)).parent.name
+    parent = Path(os.path.realpath(sys_block / dev.name)).parent.name
     if not dev.name or parent != disk:
         raise NotOwnDisk(
             f"{link} is {dev}, not a partition of the boot disk {disk}; not touching it"

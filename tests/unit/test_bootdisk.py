@@ -51,7 +51,7 @@ def decide(want: str, candidates: str) -> str:
         # a GRUB that could not probe: only a lone MaculaOS disk is taken
         ("", f"vda {ESP_A}", "own vda"),
         ("", f"vda {ESP_A}\nvdb {ESP_B}", "ambiguous"),
-        ("", "", "ambiguous"),
+        ("", "", "none"),  # nothing visible yet: the initramfs waits
         # junk lines from the udev database are ignored
         (ESP_A, f"vda {ESP_A}\n\nvdb\n  \n", "own vda"),
     ],

@@ -607,6 +607,6 @@ def main(argv: list[str]) -> int:
 if __name__ == "__main__":
     try:
         sys.exit(main(sys.argv[1:]))
-    except (BootEnvError, OSError) as e:
+    except Exception as e:  # NotOwnDisk, BootEnvError, OSError: one line for RAUC's log
         print(f"maculaos bootchooser: {e}", file=sys.stderr)
         sys.exit(1)
