@@ -61,7 +61,10 @@ class VM:
         default_factory=lambda: "52:54:00:" + ":".join(secrets.token_hex(1) for _ in range(3))
     )
     extra_drives: list[Path] = field(default_factory=list)  # raw, read-only
-    extra_disks: list[Path] = field(default_factory=list)  # qcow2, writable (vdb, vdc, ...)
+    extra_disks: list[Path] = field(default_factory=list)  # qcow2, writable
+    # put the extra disks before the node's own on the bus (they become vda, ...; the
+    # firmware still boots the node's disk: bootindex)
+    extra_disks_first: bool = False
     # direct kernel boot through the same OVMF firmware (fw_cfg), for disks without a loader
     kernel: Path | None = None
     initrd: Path | None = None
@@ -119,8 +122,11 @@ class VM:
             f"if=pflash,format=raw,readonly=on,file={info.efi_code}",
             "-drive",
             f"if=pflash,format=raw,file={self.workdir / 'efivars.fd'}",
+            *(self._extra_disk_args() if self.extra_disks_first else []),
             "-drive",
-            f"if=virtio,format=qcow2,file={self.workdir / 'disk.qcow2'}",
+            f"if=none,id=disk0,format=qcow2,file={self.workdir / 'disk.qcow2'}",
+            "-device",
+            "virtio-blk-pci,drive=disk0,bootindex=0",
             "-netdev",
             f"user,id=n0,hostfwd=tcp:127.0.0.1:{self.port}-:22",
             "-device",
@@ -142,11 +148,14 @@ class VM:
                 for drive in self.extra_drives
                 for arg in ("-drive", f"if=virtio,format=raw,readonly=on,file={drive}")
             ],
-            *[
-                arg
-                for disk in self.extra_disks
-                for arg in ("-drive", f"if=virtio,format=qcow2,file={disk}")
-            ],
+            *([] if self.extra_disks_first else self._extra_disk_args()),
+        ]
+
+    def _extra_disk_args(self) -> list[str]:
+        return [
+            arg
+            for disk in self.extra_disks
+            for arg in ("-drive", f"if=virtio,format=qcow2,file={disk}")
         ]
 
     def start(self) -> None:

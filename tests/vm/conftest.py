@@ -119,7 +119,15 @@ def nodes(
     pub = second_key().with_suffix(".pub").read_text().strip()
     seed = vmlib.seed_volume(SEED.format(key=pub), tmp_path_factory.mktemp("seed") / "seed.img")
     foreign = foreign_disk(image, tmp_path_factory.mktemp("foreign"))
-    a = vmlib.VM(image=image, key=ssh_key(), extra_drives=[seed], extra_disks=[foreign])
+    # the other disk comes first on the bus (vda): the kernel and blkid see it before the
+    # node's own (vdb), as with an install stick in a lower USB port
+    a = vmlib.VM(
+        image=image,
+        key=ssh_key(),
+        extra_drives=[seed],
+        extra_disks=[foreign],
+        extra_disks_first=True,
+    )
     b = vmlib.VM(image=image, key=ssh_key())
     with vmlib.running(a), vmlib.running(b):
         a.wait_ssh()
