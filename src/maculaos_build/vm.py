@@ -152,11 +152,13 @@ class VM:
         ]
 
     def _extra_disk_args(self) -> list[str]:
-        return [
-            arg
-            for disk in self.extra_disks
-            for arg in ("-drive", f"if=virtio,format=qcow2,file={disk}")
-        ]
+        """Explicit devices: QEMU gives PCI slots (and so vda, vdb, ...) in command-line order
+        to -device options, and only afterwards to if=virtio drives."""
+        args: list[str] = []
+        for i, disk in enumerate(self.extra_disks):
+            args += ["-drive", f"if=none,id=extra{i},format=qcow2,file={disk}"]
+            args += ["-device", f"virtio-blk-pci,drive=extra{i}"]
+        return args
 
     def start(self) -> None:
         if not self.process:
