@@ -41,6 +41,8 @@ class Node:
         monkeypatch.setattr(bootenv, "ENV_DIR", self.env_file)
         monkeypatch.setattr(state, "STATE_DIR", tmp / "upgrade")
         monkeypatch.setattr(cli, "DOWNLOADS", tmp / "downloads")
+        self.overlays = tmp / "state-overlay"
+        monkeypatch.setattr(state, "OVERLAYS", self.overlays)
         monkeypatch.setattr(state, "boot_id", lambda *a: BOOT_ID)
         monkeypatch.setattr(state, "os_release_version", lambda *a: "0.1.0")
         monkeypatch.setattr(state, "slot_version", lambda name, booted: None)  # nothing to mount
@@ -163,6 +165,20 @@ def test_item1_apply_installs_once_the_boot_is_confirmed(node: Node) -> None:
     assert node.apply() == 0
     assert node.installed == ["macula-os-0.2.0-amd64.raucb"]
     assert state.load()["installs"]["B"]["sha256"] == digest
+
+
+def test_item6_an_install_drops_the_target_slots_etc_layer_only(node: Node) -> None:
+    """The slot about to get a new release loses its old /etc layer (the initramfs merges the
+    running slot's into a new one at its first boot); the running slot's stays."""
+    for slot in ("A", "B"):
+        (node.overlays / f"etc.{slot}/upper").mkdir(parents=True)
+        (node.overlays / f"etc.{slot}/upper/hostname").write_text(f"{slot}\n")
+    node.judged()
+    node.publish("0.2.0")
+    assert node.apply() == 0
+    assert not (node.overlays / "etc.B").exists()
+    assert (node.overlays / "etc.A/upper/hostname").read_text() == "A\n"
+    assert sorted(p.name for p in node.overlays.iterdir()) == ["etc.A"]
 
 
 def test_item1_the_timer_logs_a_refusal_and_does_not_fail(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import os
 import random
+import shlex
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -153,6 +154,38 @@ def test_item5_the_node_gets_the_esp_of_a_previous_release(unode: vmlib.VM) -> N
     assert not s["boot_environment"]["redundant"] and s["next_boot"] == "A"
 
 
+ETC_SEEN: dict[str, str] = {}
+
+
+def _etc_facts(vm: vmlib.VM) -> dict[str, str]:
+    script = (
+        "getent passwd alice bob maculasvc | cut -d: -f1 | sort | xargs echo; "
+        "sudo grep ^macula: /etc/shadow | cut -d: -f2; cat /etc/issue | tail -n 1; "
+        "cat /etc/motd | tail -n 1; cat /etc/machine-id; "
+        f"systemctl cat {upgrade_fixtures.V2_UNIT} >/dev/null 2>&1 && echo unit || echo no-unit; "
+        "test -e /etc/v2-was-here && echo v2-file || echo no-v2-file"
+    )
+    keys = ("users", "macula_hash", "issue", "motd", "machine_id", "unit", "v2_file")
+    return dict(zip(keys, unode_lines(vm, script), strict=True))
+
+
+def unode_lines(vm: vmlib.VM, script: str) -> list[str]:
+    return vm.ssh(f"sh -c {shlex.quote(script)}").rstrip("\n").split("\n")
+
+
+def test_item6_the_person_changes_etc_on_v1(unode: vmlib.VM) -> None:
+    """Before the upgrade, the person adds a user, changes a password and the motd, and
+    touches /etc/issue (a copy-up with the default's content: today that copy hid every
+    later release's /etc/issue)."""
+    unode.ssh(
+        "sudo sh -c 'useradd -m alice && echo macula:Person-Set-1 | chpasswd "
+        "&& echo person-motd >> /etc/motd && chmod 0644 /etc/issue'"
+    )
+    ETC_SEEN.update(_etc_facts(unode))
+    assert ETC_SEEN["users"] == "alice" and ETC_SEEN["motd"] == "person-motd"
+    assert ETC_SEEN["unit"] == "no-unit"
+
+
 def test_apply_v2_then_reboot_runs_it_from_slot_b(
     unode: vmlib.VM, server: str, releases: upgrade_fixtures.Releases
 ) -> None:
@@ -168,6 +201,21 @@ def test_apply_v2_then_reboot_runs_it_from_slot_b(
     assert s["booted"] == "B" and s["running"] == releases.v2
     assert s["slots"]["B"]["state"] == "good", s  # the health gate confirmed it
     assert s["slots"]["A"]["version"] == releases.v1 and s["slots"]["A"]["state"] == "good"
+
+
+def test_item6_v2_sees_its_new_etc_and_keeps_the_persons(unode: vmlib.VM) -> None:
+    """v2 adds a system user, a unit and a changed /etc/issue: all reach the node, whose
+    person's user, password and motd stay, and whose identity stays."""
+    assert ETC_SEEN, "needs test_item6_the_person_changes_etc_on_v1"
+    now = _etc_facts(unode)
+    assert now["users"] == f"alice {upgrade_fixtures.V2_USER}", now
+    assert now["macula_hash"] == ETC_SEEN["macula_hash"]
+    assert now["motd"] == "person-motd" and now["machine_id"] == ETC_SEEN["machine_id"]
+    assert now["issue"] == upgrade_fixtures.V2_ISSUE and now["unit"] == "unit"
+    log = unode.ssh("sudo cat /run/maculaos/state/overlay/etc.B/merge.log")
+    assert "merge passwd" in log and "drop issue" in log and "keep motd" in log, log
+    # what the failed release might write, which a rollback must not keep
+    unode.ssh("sudo sh -c 'useradd bob && touch /etc/v2-was-here'")
 
 
 def test_item5_the_confirmed_release_brought_its_boot_logic_to_the_esp(
@@ -207,6 +255,9 @@ def test_rollback_returns_to_v1(unode: vmlib.VM, releases: upgrade_fixtures.Rele
     assert s["slots"]["B"]["state"] == "good" and s["slots"]["B"]["version"] == releases.v2
     benv = s["boot_environment"]
     assert benv["problems"] == [] and stale.strip() in " ".join(benv["last_repair"]["problems"])
+    # item 6: v1 finds its own /etc again: without v2's user and file, with the person's
+    if ETC_SEEN:
+        assert _etc_facts(unode) == ETC_SEEN
     # item 5: this boot ran the new grub.cfg on the previous release's GRUB core, which
     # loaded the sha256 modules from the ESP and checked the copies (hashsum prints OK)
     if "before_rollback" in SERIAL_MARK:

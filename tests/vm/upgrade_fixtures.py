@@ -27,6 +27,36 @@ class Releases:
     v3_panic: str = "0.3.1"
 
 
+V2_USER = "maculasvc"
+V2_UNIT = "maculaos-v2-demo.service"
+V2_ISSUE = "MaculaOS v2 test release"
+
+
+def _v2_etc(root: Path) -> None:
+    """What a real next release does to /etc: a new system user, a new unit, a changed
+    default file (issue 9 item 6)."""
+    etc = root / "etc"
+    uids = {int(line.split(":")[2]) for line in (etc / "passwd").read_text().splitlines() if line}
+    gids = {int(line.split(":")[2]) for line in (etc / "group").read_text().splitlines() if line}
+    uid = next(n for n in range(900, 1000) if n not in uids and n not in gids)
+    for name, line in (
+        ("passwd", f"{V2_USER}:x:{uid}:{uid}:v2 service:/nonexistent:/usr/sbin/nologin"),
+        ("group", f"{V2_USER}:x:{uid}:"),
+        ("shadow", f"{V2_USER}:!:20000::::::"),
+        ("gshadow", f"{V2_USER}:!::"),
+    ):
+        f = etc / name
+        mode = f.stat().st_mode
+        f.write_text(f.read_text() + line + "\n")
+        f.chmod(mode)
+    (etc / "systemd/system" / V2_UNIT).write_text(
+        "[Unit]\nDescription=added by the v2 test release\n"
+        "[Service]\nType=oneshot\nExecStart=/bin/true\n"
+    )
+    issue = etc / "issue"
+    issue.write_text(issue.read_text() + V2_ISSUE + "\n")
+
+
 def _break_ssh(root: Path) -> None:
     """An update whose SSH server cannot start: ssh.service (a required unit) fails."""
     sshd = root / "usr/sbin/sshd"
@@ -61,7 +91,7 @@ def make_v2(image_dir: Path, work: Path, keep_slot: bool = False) -> tuple[Path,
     manifest = json.loads((image_dir / "manifest.json").read_text())
     rel = Releases(root=work / "srv", v1=manifest["version"])
     slot = bundle.slot_squashfs(image_dir, work / "slot-v1.squashfs")
-    sq = bundle.restamp(slot, rel.v2, work / "slot-v2.squashfs")
+    sq = bundle.restamp(slot, rel.v2, work / "slot-v2.squashfs", mutate=_v2_etc)
     out = bundle.make_bundle(sq, rel.v2, AMD64, work / f"macula-os-{rel.v2}-amd64.raucb")
     _publish(rel.root, "v2", out, rel.v2)
     slot.unlink()

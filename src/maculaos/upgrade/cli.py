@@ -258,6 +258,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
         f"installing {release.version} into slot {target} (slot {booted} keeps {current})",
         flush=True,
     )
+    state.forget_etc_layer(target)
     r = subprocess.run(["rauc", "install", str(bundle)], check=False)
     if r.returncode != 0:
         data["installs"][target]["status"] = "failed"

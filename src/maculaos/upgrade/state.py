@@ -7,6 +7,7 @@ import contextlib
 import datetime
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -94,6 +95,24 @@ def os_release_version(path: Path = OS_RELEASE) -> str | None:
             if line.startswith("VERSION_ID="):
                 return line.split("=", 1)[1].strip().strip('"')
     return None
+
+
+OVERLAYS = Path("/run/maculaos/state/overlay")
+
+
+def forget_etc_layer(slot: str, overlays: Path | None = None) -> bool:
+    """Drop a slot's /etc layer before its release is replaced: the next release in that
+    slot starts from the running slot's /etc, merged (the initramfs does it at its first
+    boot; docs/decisions/0009). True when there was one."""
+    base = overlays or OVERLAYS
+    layer = base / f"etc.{slot}"
+    if not layer.exists():
+        return False
+    stale = base / f".etc.{slot}.stale"
+    shutil.rmtree(stale, ignore_errors=True)
+    layer.rename(stale)  # one rename: a power cut leaves the layer gone or whole
+    shutil.rmtree(stale, ignore_errors=True)
+    return True
 
 
 @contextlib.contextmanager
