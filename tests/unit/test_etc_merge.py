@@ -200,3 +200,71 @@ def test_item6_three_way_rules_hold_for_any_trees(
             assert seen[path] == mine, path
     for path in set(new) - set(upper):
         assert seen[path] == new[path]
+
+
+def test_item6_group_members_of_both_sides_and_id_clashes_are_reported(tmp_path: Path) -> None:
+    old_group = "root:x:0:\nadm:x:4:\n"
+    out, log = merge(
+        tmp_path,
+        old={"group": old_group, "passwd": "root:x:0:0::/root:/bin/sh\n"},
+        new={"group": "root:x:0:\nadm:x:4:maculasvc\nmaculasvc:x:991:\n",
+             "passwd": "root:x:0:0::/root:/bin/sh\nmaculasvc:x:991:991::/:/bin/false\n"},
+        upper={"group": "root:x:0:\nadm:x:4:alice\nprometheus:x:991:\n",
+               "passwd": "root:x:0:0::/root:/bin/sh\nprometheus:x:991:991::/:/bin/false\n"},
+    )  # fmt: skip
+    got = files(out)
+    assert "adm:x:4:alice,maculasvc" in got["group"].splitlines()
+    assert "conflict group:prometheus (id 991 used twice)" in log
+    assert "conflict passwd:prometheus (id 991 used twice)" in log
+
+
+def test_item6_mode_changes_and_a_stale_maculaos_new(tmp_path: Path) -> None:
+    upper = tree(tmp_path / "upper", {"motd": "v1\n", "secret.conf": "mine\n",
+                                      "app.conf": "mine\n", "app.conf.maculaos-new": "v2\n",
+                                      "-dash": "x\n"})  # fmt: skip
+    (upper / "motd").chmod(0o600)  # the person only tightened it
+    (upper / "secret.conf").chmod(0o644)
+    old = tree(tmp_path / "old", {"motd": "v1\n", "secret.conf": "s1\n", "app.conf": "v2\n",
+                                  "-dash": "x\n"})  # fmt: skip
+    new = tree(tmp_path / "new", {"motd": "v2\n", "secret.conf": "s2\n", "app.conf": "v3\n",
+                                  "-dash": "x\n"})  # fmt: skip
+    (old / "secret.conf").chmod(0o644)
+    (new / "secret.conf").chmod(0o600)  # the release made it secret
+    out, log = merge(tmp_path, {}, {}, {})  # the trees above, as they are
+    got = files(out)
+    assert got["motd"] == "v2\n" and stat.S_IMODE((out / "motd").stat().st_mode) == 0o600
+    assert got["secret.conf"] == "mine\n"
+    assert stat.S_IMODE((out / "secret.conf").stat().st_mode) == 0o600
+    assert got["app.conf.maculaos-new"] == "v3\n"  # not the stale v2 one
+    assert "keep-mode motd" in log and "keep -dash" in log
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounts a tiny tmpfs: root")
+def test_item6_a_merge_that_runs_out_of_space_fails_and_says_so(tmp_path: Path) -> None:
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(small)], check=True)
+    try:
+        tree(tmp_path / "upper", {f"f{i}": "x" * 8192 for i in range(20)})
+        (tmp_path / "old").mkdir()
+        (tmp_path / "new").mkdir()
+        r = subprocess.run(
+            [*SH, str(MERGE), *(str(tmp_path / d) for d in ("old", "new", "upper")),
+             str(small / "out")],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert r.returncode == 1 and "could not be written" in r.stderr
+    finally:
+        subprocess.run(["umount", str(small)], check=False)
+
+
+def test_item6_too_many_entries_fail_fast(tmp_path: Path) -> None:
+    tree(tmp_path / "upper", {f"f{i}": "" for i in range(30)})
+    (tmp_path / "old").mkdir()
+    (tmp_path / "new").mkdir()
+    r = subprocess.run(
+        [*SH, str(MERGE), *(str(tmp_path / d) for d in ("old", "new", "upper", "out"))],
+        capture_output=True, text=True, timeout=60, check=False,
+        env={"PATH": os.environ["PATH"], "ETC_MERGE_MAX": "10"},
+    )  # fmt: skip
+    assert r.returncode == 1 and "more than 10" in r.stderr

@@ -161,7 +161,7 @@ def test_grub_environment_switches_to_slot_b(node: vmlib.VM) -> None:
     assert "rauc.slot=B" in h.file("/proc/cmdline").content_string
     root = h.check_output("findmnt -n -o SOURCE /")
     assert root == h.check_output("readlink -f /dev/disk/by-partlabel/rootfs-b")
-    # state is shared between slots
+    # the node's /etc came along to slot B (merged: the same release, so kept as it was)
     assert h.file("/etc/maculaos-test").exists
 
 

@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -108,10 +109,14 @@ def forget_etc_layer(slot: str, overlays: Path | None = None) -> bool:
     layer = base / f"etc.{slot}"
     if not layer.exists():
         return False
-    stale = base / f".etc.{slot}.stale"
-    shutil.rmtree(stale, ignore_errors=True)
-    layer.rename(stale)  # one rename: a power cut leaves the layer gone or whole
-    shutil.rmtree(stale, ignore_errors=True)
+    try:  # one rename: a power cut leaves the layer gone or whole
+        stale = Path(tempfile.mkdtemp(prefix=f".etc.{slot}.stale-", dir=base))
+        layer.rename(stale / "layer")
+    except OSError as e:
+        # the layer stays; the initramfs still merges again for a release with other bytes
+        print(f"warning: could not drop slot {slot}'s /etc layer ({e})", file=sys.stderr)
+        return False
+    shutil.rmtree(stale, ignore_errors=True)  # what cannot go (chattr +i) stays hidden
     return True
 
 
