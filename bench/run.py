@@ -3,7 +3,7 @@ the same run.
 
     .venv/bin/python -m bench.run boot [--runs 3]  boot-to-SSH: MaculaOS vs stock Debian trixie
     .venv/bin/python -m bench.run build            cold (no base disk) and warm build times
-    .venv/bin/python -m bench.run sizes            raw / allocated / qcow2 / squashfs sizes
+    .venv/bin/python -m bench.run sizes            image sizes; the slot by path and by package
     .venv/bin/python -m bench.run upgrade          bundle size; apply vs plain dd; rollback
 
 Results are printed and written to bench/results/<name>-<time>.json.
@@ -191,6 +191,54 @@ def bench_build() -> dict[str, Any]:
     }
 
 
+def size_breakdown(slot: Path, top: int = 25) -> dict[str, Any]:
+    """Where the slot's bytes go (uncompressed file sizes): by path, three levels deep, and by
+    Debian package (from the slot's own dpkg file lists); the largest ``top`` of each."""
+    listing = subprocess.run(
+        ["unsquashfs", "-lln", "-d", "", str(slot)], capture_output=True, text=True, check=True
+    ).stdout
+    sizes: dict[str, int] = {}
+    for line in listing.splitlines():
+        fields = line.split(None, 5)
+        if len(fields) < 6 or not fields[0].startswith("-"):  # regular files only
+            continue
+        sizes[fields[5]] = int(fields[2])
+    by_path: dict[str, int] = {}
+    for path, size in sizes.items():
+        key = "/".join(path.split("/")[:4])
+        by_path[key] = by_path.get(key, 0) + size
+    by_package: dict[str, int] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(
+            ["unsquashfs", "-q", "-n", "-d", f"{tmp}/x", str(slot), "var/lib/dpkg/info"],
+            capture_output=True,
+            check=True,
+        )
+        owned: set[str] = set()
+        for lst in sorted(Path(tmp, "x/var/lib/dpkg/info").glob("*.list")):
+            pkg = lst.stem.split(":")[0]
+            for path in lst.read_text(errors="replace").splitlines():
+                # merged /usr: dpkg lists /bin/x, the slot has /usr/bin/x
+                for candidate in (path, "/usr" + path):
+                    if candidate in sizes and candidate not in owned:
+                        owned.add(candidate)
+                        by_package[pkg] = by_package.get(pkg, 0) + sizes[candidate]
+        by_package["(no package: generated or ours)"] = sum(
+            v for k, v in sizes.items() if k not in owned
+        )
+    mib = 1024 * 1024
+
+    def largest(d: dict[str, int]) -> dict[str, float]:
+        return {k: round(v / mib, 1) for k, v in sorted(d.items(), key=lambda kv: -kv[1])[:top]}
+
+    return {
+        "files": len(sizes),
+        "total_mib": round(sum(sizes.values()) / mib, 1),
+        "by_path_mib": largest(by_path),
+        "by_package_mib": largest(by_package),
+    }
+
+
 def bench_sizes() -> dict[str, Any]:
     out = newest_output()
     manifest = json.loads((out / "manifest.json").read_text())
@@ -198,6 +246,8 @@ def bench_sizes() -> dict[str, Any]:
     img = next(v for k, v in arts.items() if k.endswith(".img"))
     qcow = next(v for k, v in arts.items() if k.endswith(".qcow2"))
     mib = 1024 * 1024
+    with tempfile.TemporaryDirectory() as tmp:
+        breakdown = size_breakdown(bundle.slot_squashfs(out, Path(tmp) / "slot.squashfs"))
     return {
         "version": manifest["version"],
         "img_mib": round(img["size"] / mib, 1),
@@ -206,6 +256,9 @@ def bench_sizes() -> dict[str, Any]:
         "squashfs_mib": round(int(manifest["squashfs"]["size"]) / mib, 1),
         "packages": len(manifest["packages"]),
         "ratio_qcow2_vs_plan_iso_budget_500mib": round(qcow["size"] / (500 * mib), 3),
+        # issue 10 goal: the compressed image <= 160 MiB
+        "ratio_qcow2_vs_goal_160mib": round(qcow["size"] / (160 * mib), 3),
+        "slot_uncompressed": breakdown,
     }
 
 

@@ -13,6 +13,8 @@ import fcntl
 import hashlib
 import json
 import os
+import re
+import shlex
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -81,6 +83,31 @@ def package_list(arch: Architecture) -> list[str]:
     return sorted(pkgs)
 
 
+def dpkg_path_filters() -> list[str]:
+    """The base role's dpkg path filters (base_dpkg_path_filters): mmdebstrap unpacks with them."""
+    lines = _role_defaults("base").get("base_dpkg_path_filters", [])
+    if not isinstance(lines, list):
+        die("base_dpkg_path_filters must be a list of dpkg path-exclude/path-include lines")
+    for line in lines:
+        if not isinstance(line, str) or not line.startswith(("path-exclude=/", "path-include=/")):
+            die(
+                f"base_dpkg_path_filters: {line!r} is not like path-exclude=/usr/share/doc/*",
+                hint="see ansible/roles/base/defaults/main.yml",
+            )
+    return list(lines)
+
+
+def locale_gen() -> str:
+    """/etc/locale.gen for the base role's locales, byte for byte what the role writes: built
+    here natively, the image build finds them made (locale-gen under TCG takes over a minute)."""
+    locales = _role_defaults("base").get("base_locales", [])
+    if not isinstance(locales, list) or not all(
+        isinstance(x, str) and re.fullmatch(r"[A-Za-z_@.0-9-]+", x) for x in locales
+    ):
+        die("base_locales must be a list of locale names such as en_US.UTF-8")
+    return "".join(f"{name} UTF-8\n" for name in locales)
+
+
 def ssh_keypair() -> Path:
     """The build-only SSH key Packer and Ansible use to reach the VM (never in the image)."""
     key = CACHE / "build-ssh" / "id_ed25519"
@@ -106,6 +133,8 @@ def inputs_digest(arch: Architecture, packages: list[str], pubkey: str) -> str:
                 "suite": SUITE,
                 "arch": arch.value,
                 "packages": packages,
+                "dpkg": dpkg_path_filters(),
+                "locales": locale_gen(),
                 "pubkey": pubkey,
                 "size": BASE_DISK_SIZE,
                 "script": Path(__file__).read_text(),
@@ -132,6 +161,9 @@ def _customize_script(pubkey: str) -> str:
             'printf "/dev/vda / ext4 rw,discard 0 1\\n" > "$r/etc/fstab"',
             # a stable name for the kernel and initrd we hand to QEMU
             'cp -L "$r"/boot/vmlinuz-* "$r/../vmlinuz"',
+            # the image's locales, built natively (the base role finds them and skips locale-gen)
+            f'printf %s {shlex.quote(locale_gen())} > "$r/etc/locale.gen"',
+            'chroot "$r" locale-gen >/dev/null',
         ]
     )
 
@@ -171,6 +203,7 @@ def _ensure_locked(arch: Architecture) -> BaseDisk:
             "--mode=root",
             "--format=directory",
             "--include=" + ",".join(packages),
+            *(f"--dpkgopt={line}" for line in dpkg_path_filters()),
             "--skip=download/empty",
             "--skip=essential/unlink",
             '--setup-hook=mkdir -p "$1"/var/cache/apt/archives/',

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -124,7 +125,7 @@ def test_schema_error_falls_back_too(root: Path) -> None:
     assert any("maculaos_typo is not a known key" in e for e in result.errors)
 
 
-def boot(p: engine.Paths, tmp_path: Path) -> str:
+def boot(p: engine.Paths, tmp_path: Path, cmdline: str = "/nonexistent/cmdline") -> str:
     """Run the unit's ExecStart (boot.sh) against the temp root; a stand-in for the
     maculaos CLI reports when the full apply would have started."""
     stub = tmp_path / "maculaos-stub"
@@ -135,7 +136,7 @@ def boot(p: engine.Paths, tmp_path: Path) -> str:
         "MACULAOS_STATE": str(p.state),
         "MACULAOS_NODE_CONFIG": str(p.node_config),
         "MACULAOS_IMAGE_DEFAULTS": str(p.image_defaults),
-        "MACULAOS_CMDLINE": "/nonexistent/cmdline",
+        "MACULAOS_CMDLINE": cmdline,
         "MACULAOS_BIN": str(stub),
     }
     script = Path(fastpath.__file__).with_name("boot.sh")
@@ -155,6 +156,28 @@ def test_boot_fast_path_skips_an_unchanged_config(root: Path, tmp_path: Path) ->
     assert "config unchanged" in boot(p, tmp_path)
     p.node_config.write_text(CONFIG + "maculaos: {timezone: UTC}\n")
     assert "FULL APPLY" in boot(p, tmp_path)  # a changed file is a full apply
+
+
+def test_boot_fast_path_ignores_the_esp_guid_and_not_the_slot(root: Path, tmp_path: Path) -> None:
+    """A node's first boot gives its disk new GUIDs, so the next boot's maculaos.esp= differs:
+    a boot word, not config, which must not cost a full apply (issue 10). The slot counts."""
+    cmdline = tmp_path / "cmdline"
+    words = "BOOT_IMAGE=(hd0,gpt2)/boot/vmlinuz root=PARTLABEL=rootfs-a rauc.slot=A {esp} quiet\n"
+    cmdline.write_text(words.format(esp="maculaos.esp=4bda6fc6-d734-5335-801e-ba5aae131993"))
+    p = dataclasses.replace(paths(root), cmdline=cmdline)
+    p.node_config.write_text(CONFIG)
+    engine.apply(p, target(root))
+    assert "config unchanged" in boot(p, tmp_path, str(cmdline))
+    cmdline.write_text(words.format(esp="maculaos.esp=dddad857-fa4a-4075-973a-09d62767470b"))
+    assert "config unchanged" in boot(p, tmp_path, str(cmdline))
+    cmdline.write_text(words.format(esp=""))  # a GRUB that names no ESP
+    assert "config unchanged" in boot(p, tmp_path, str(cmdline))
+    cmdline.write_text(words.format(esp="maculaos.espx=1"))  # not the boot word
+    assert "FULL APPLY" in boot(p, tmp_path, str(cmdline))
+    cmdline.write_text(words.replace("rauc.slot=A", "rauc.slot=B").format(esp=""))
+    assert "FULL APPLY" in boot(p, tmp_path, str(cmdline))
+    cmdline.write_text(words.format(esp="maculaos.hostname=other"))
+    assert "FULL APPLY" in boot(p, tmp_path, str(cmdline))
 
 
 def test_boot_fast_path_is_off_with_run_cmd_or_errors(root: Path, tmp_path: Path) -> None:

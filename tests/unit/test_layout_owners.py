@@ -47,18 +47,21 @@ def test_item14_rauc_and_the_boot_environment_name_the_same_slots() -> None:
 
 
 @pytest.mark.parametrize(
-    ("path", "partition"),
+    ("path", "partitions"),
     [
-        ("upgrade/files/etc/systemd/system/efi.mount", layout.ESP),
-        ("kernel/files/etc/initramfs-tools/scripts/local-bottom/maculaos", layout.STATE),
+        ("upgrade/files/etc/systemd/system/efi.mount", (layout.ESP,)),
+        (
+            "kernel/files/etc/initramfs-tools/scripts/local-bottom/maculaos",
+            (layout.STATE, layout.SLOT_A, layout.SLOT_B),  # the other slot: the /etc merge
+        ),
     ],
 )
 def test_item14_units_and_scripts_find_partitions_by_the_layout_names(
-    path: str, partition: layout.Partition
+    path: str, partitions: tuple[layout.Partition, ...]
 ) -> None:
     text = (ROLES / path).read_text()
     found = set(re.findall(r"/dev/disk/by-partlabel/([A-Za-z0-9_-]+)", text))
-    assert found == {partition.name}, (path, found)
+    assert found == {p.name for p in partitions}, (path, found)
 
 
 def test_item14_the_boot_disk_finder_knows_the_layout() -> None:

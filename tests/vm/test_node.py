@@ -145,6 +145,46 @@ def test_files_in_etc_and_var_survive_reboot(node: vmlib.VM) -> None:
     assert h.file("/etc/ssh/ssh_host_ed25519_key.pub").content_string.strip() == hostkey
 
 
+def test_issue10_the_boot_carries_only_what_it_needs(node: vmlib.VM) -> None:
+    """Issue 10 (docs/decisions/0010): a small initramfs with the boot disks' drivers, one host
+    key type, no growing once grown, no units a node has no use for, no documentation."""
+    h = host(node)
+    # initramfs: MODULES=list (a generic one carries ~830 modules and 37 MB)
+    listing = h.check_output("sudo lsinitramfs /boot/initrd.img")
+    # module file names spell some drivers with "-" (usb-storage.ko): compare with "_"
+    modules = {
+        Path(p).name.split(".ko")[0].replace("-", "_") for p in listing.splitlines() if ".ko" in p
+    }
+    need = {"virtio_blk", "squashfs", "overlay", "ext4", "nvme", "usb_storage", "uas", "ahci"}
+    assert need <= modules, sorted(need - modules)
+    assert len(modules) < 80, sorted(modules)
+    assert int(h.check_output("stat -L -c %s /boot/initrd.img")) < 15 * 1024**2
+    # SSH: one host key, ed25519, and sshd offers exactly it
+    keys = h.check_output("ls /etc/ssh").split()
+    assert sorted(k for k in keys if k.startswith("ssh_host_")) == [
+        "ssh_host_ed25519_key",
+        "ssh_host_ed25519_key.pub",
+    ]
+    hostkeys = [
+        ln for ln in h.check_output("sudo sshd -T").splitlines() if ln.startswith("hostkey ")
+    ]
+    assert hostkeys == ["hostkey /etc/ssh/ssh_host_ed25519_key"]
+    # the state partition grew on the first boot; from then on the grower only compares sizes
+    # (no growpart, no resize2fs: either would print something)
+    assert h.run("sudo test -s /run/maculaos/state/.maculaos-grown").rc == 0
+    again = h.run("sudo /usr/lib/maculaos/grow-state")
+    assert again.rc == 0 and again.stdout.strip() == "" and again.stderr.strip() == "", again
+    for unit in ("grub-common.service", "e2scrub_reap.service", "sshd-keygen.service"):
+        assert h.run(f"systemctl is-enabled {unit}").stdout.strip() == "masked", unit
+    # documentation and other languages' translations were never unpacked; licences are there
+    assert h.run("ls /usr/share/man").stdout.strip() == ""
+    docs = h.check_output("find /usr/share/doc -type f -not -name copyright").splitlines()
+    assert docs == [], docs[:20]
+    assert h.file("/usr/share/doc/openssh-server/copyright").exists
+    assert h.run("ls /usr/share/locale/ja").rc != 0
+    assert h.file("/usr/share/locale/locale.alias").exists
+
+
 def test_grub_environment_switches_to_slot_b(node: vmlib.VM) -> None:
     """Copy slot A to B, make B primary through RAUC's bootloader backend (the GRUB
     environment), reboot: root comes from rootfs-b and the health gate confirms it."""
