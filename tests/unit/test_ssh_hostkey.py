@@ -1,0 +1,112 @@
+"""The node's SSH host key maker (ansible/roles/base/files/usr/lib/maculaos/ssh-hostkey), run
+against a temporary /etc/ssh the way power cuts and old releases leave it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+SCRIPT = (
+    Path(__file__).resolve().parents[2] / "ansible/roles/base/files/usr/lib/maculaos/ssh-hostkey"
+)
+KEY = "ssh_host_ed25519_key"
+
+
+def run(ssh_dir: Path) -> str:
+    env = {**os.environ, "MACULAOS_SSH_DIR": str(ssh_dir)}
+    r = subprocess.run(
+        ["sh", str(SCRIPT)], check=False, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def public(path: Path) -> str:
+    return " ".join(path.read_text().split()[:2])
+
+
+@pytest.fixture
+def ssh_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "ssh"
+    d.mkdir()
+    return d
+
+
+def test_first_boot_makes_one_ed25519_pair(ssh_dir: Path) -> None:
+    assert "made this node's SSH host key" in run(ssh_dir)
+    assert sorted(p.name for p in ssh_dir.iterdir()) == [KEY, KEY + ".pub"]
+    assert (ssh_dir / KEY).stat().st_mode & 0o777 == 0o600
+    assert public(ssh_dir / (KEY + ".pub")).startswith("ssh-ed25519 ")
+    derived = subprocess.run(
+        ["ssh-keygen", "-y", "-f", str(ssh_dir / KEY)], capture_output=True, text=True, check=True
+    ).stdout
+    assert " ".join(derived.split()[:2]) == public(ssh_dir / (KEY + ".pub"))
+
+
+def test_later_boots_keep_the_key(ssh_dir: Path) -> None:
+    run(ssh_dir)
+    before = (ssh_dir / KEY).read_bytes(), (ssh_dir / (KEY + ".pub")).read_bytes()
+    assert run(ssh_dir) == ""
+    assert ((ssh_dir / KEY).read_bytes(), (ssh_dir / (KEY + ".pub")).read_bytes()) == before
+
+
+@pytest.mark.parametrize("damage", ["missing", "empty", "other key"])
+def test_a_good_private_key_keeps_the_identity_when_its_public_half_is_damaged(
+    ssh_dir: Path, damage: str
+) -> None:
+    run(ssh_dir)
+    private = (ssh_dir / KEY).read_bytes()
+    want = public(ssh_dir / (KEY + ".pub"))
+    pub = ssh_dir / (KEY + ".pub")
+    if damage == "missing":
+        pub.unlink()
+    elif damage == "empty":
+        pub.write_text("")
+    else:
+        other = ssh_dir / "other"
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True
+        )
+        pub.write_text(other.with_suffix(".pub").read_text())
+        other.unlink()
+        other.with_suffix(".pub").unlink()
+    assert "made" in run(ssh_dir)
+    assert (ssh_dir / KEY).read_bytes() == private and public(pub) == want
+    assert not list(ssh_dir.glob("*.tmp*"))
+
+
+@pytest.mark.parametrize("damage", ["missing", "empty", "garbage", "torn tmp files"])
+def test_an_unusable_private_key_gets_a_new_pair(ssh_dir: Path, damage: str) -> None:
+    run(ssh_dir)
+    old = public(ssh_dir / (KEY + ".pub"))
+    private = ssh_dir / KEY
+    if damage == "missing":
+        private.unlink()
+    elif damage == "empty":
+        private.write_bytes(b"")
+    elif damage == "garbage":
+        private.write_bytes(os.urandom(300))
+    else:  # a power cut during the first boot's keygen: only the temporary names exist
+        private.unlink()
+        (ssh_dir / (KEY + ".pub")).unlink()
+        (ssh_dir / (KEY + ".tmp")).write_bytes(b"-----BEGIN OPENSSH PRIVATE KEY-----\n")
+    assert "made this node's SSH host key" in run(ssh_dir)
+    new = public(ssh_dir / (KEY + ".pub"))
+    assert new != old and new.startswith("ssh-ed25519 ")
+    assert sorted(p.name for p in ssh_dir.iterdir()) == [KEY, KEY + ".pub"]
+
+
+def test_keys_of_an_older_release_are_left_alone(ssh_dir: Path) -> None:
+    """A node from a release that made RSA and ECDSA keys too: they stay (sshd offers them,
+    so the fleet's known_hosts still matches); the ed25519 key is kept as it is."""
+    for kind in ("rsa", "ecdsa", "ed25519"):
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", kind, "-N", "", "-f", str(ssh_dir / f"ssh_host_{kind}_key")],
+            check=True,
+        )
+    before = {p.name: p.read_bytes() for p in ssh_dir.iterdir()}
+    assert run(ssh_dir) == ""
+    assert {p.name: p.read_bytes() for p in ssh_dir.iterdir()} == before
