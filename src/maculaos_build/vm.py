@@ -16,6 +16,7 @@ from pathlib import Path
 
 from maculaos.arch import Architecture
 from maculaos.log import die
+from maculaos_build.paths import OUTPUT
 
 
 def _bytes(size: str) -> int:
@@ -75,6 +76,22 @@ class VM:
     @property
     def serial_log(self) -> Path:
         return self.workdir / "serial.log"
+
+    def console_tail(self, size: int = 3000) -> str | None:
+        """The end of the console log, for an error message (None before the first start)."""
+        if not self.serial_log.exists():
+            return None
+        return self.serial_log.read_text(errors="replace")[-size:]
+
+    def keep_console(self) -> Path | None:
+        """Copy the console log to output/vm-logs/ (the work directory is deleted when the VM
+        stops): a failed boot in CI can be read afterwards."""
+        if not self.serial_log.exists():
+            return None
+        kept = OUTPUT / "vm-logs" / f"{time.strftime('%Y%m%d-%H%M%S')}-{self.workdir.name}.log"
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(self.serial_log, kept)
+        return kept
 
     def prepare(self) -> None:
         fmt = "qcow2" if self.image.suffix == ".qcow2" else "raw"
@@ -198,9 +215,7 @@ class VM:
             time.sleep(1)
         die(
             f"no SSH after {timeout:.0f}s; console log: {self.serial_log}",
-            hint=self.serial_log.read_text(errors="replace")[-3000:]
-            if self.serial_log.exists()
-            else None,
+            hint=self.console_tail(),
         )
 
     def reboot(self, timeout: float = 600) -> float:
@@ -234,7 +249,10 @@ class VM:
             if current and current != old_boot_id:
                 return time.monotonic() - start
             time.sleep(2)
-        die(f"no new boot within {timeout:.0f}s; console log: {self.serial_log}")
+        die(
+            f"no new boot within {timeout:.0f}s; console log: {self.serial_log}",
+            hint=self.console_tail(),
+        )
 
     def power_cut(self) -> None:
         """Pull the plug: SIGKILL QEMU (what the guest wrote to its disk so far stays)."""
@@ -264,6 +282,7 @@ def running(vm: VM) -> Iterator[VM]:
         yield vm
     finally:
         vm.stop()
+        vm.keep_console()
         shutil.rmtree(vm.workdir, ignore_errors=True)
 
 
