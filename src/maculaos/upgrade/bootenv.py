@@ -523,6 +523,15 @@ def ensure_esp(mount: Path = ESP_MOUNT) -> None:
 
     device = bootdisk.partition(layout.ESP.name)
     if os.path.ismount(mount):
+        # efi.automount: the first read mounts the ESP; a device job that timed out earlier
+        # in the boot is started again by the next read, so try a few times
+        for attempt in range(3):
+            try:
+                os.listdir(mount)
+                return
+            except OSError:
+                if attempt < 2:
+                    time.sleep(5)
         return
 
     subprocess.run(
