@@ -30,6 +30,8 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+KEPT_CONSOLES = 60  # console logs kept in output/vm-logs/ (a bench or power-cut loop makes many)
+
 SSH_OPTS = [
     "-o",
     "StrictHostKeyChecking=no",
@@ -88,9 +90,12 @@ class VM:
         stops): a failed boot in CI can be read afterwards."""
         if not self.serial_log.exists():
             return None
-        kept = OUTPUT / "vm-logs" / f"{time.strftime('%Y%m%d-%H%M%S')}-{self.workdir.name}.log"
-        kept.parent.mkdir(parents=True, exist_ok=True)
+        logs = OUTPUT / "vm-logs"
+        kept = logs / f"{time.strftime('%Y%m%d-%H%M%S')}-{self.workdir.name}.log"
+        logs.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(self.serial_log, kept)
+        for old in sorted(logs.glob("*.log"))[:-KEPT_CONSOLES]:  # names sort by time
+            old.unlink(missing_ok=True)
         return kept
 
     def prepare(self) -> None:
@@ -282,8 +287,12 @@ def running(vm: VM) -> Iterator[VM]:
         yield vm
     finally:
         vm.stop()
-        vm.keep_console()
-        shutil.rmtree(vm.workdir, ignore_errors=True)
+        try:
+            vm.keep_console()
+        except OSError as e:  # a full disk must not hide the test's own failure
+            print(f"console log not kept: {e}")
+        finally:
+            shutil.rmtree(vm.workdir, ignore_errors=True)
 
 
 def seed_volume(config_text: str, out: Path, label: str = "MACULAOS_CONFIG") -> Path:

@@ -6,9 +6,11 @@ second MaculaOS disk attached (tests/vm/test_node.py::test_item7_*)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -89,3 +91,71 @@ def test_item7_no_known_boot_disk_means_nothing_is_written(
         assert "2 disks carry the same ESP" in str(e.value)
         assert "remove the other MaculaOS disk" in str(e.value)
     assert bootdisk.describe(f["run"])["disk"] is None
+
+
+# --- the ESP mounted on first use (efi.automount; docs/decisions/0010) ---
+
+
+def _esp_on_first_use(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, reads: list[bool], same_fs: bool
+) -> tuple[Path, list[str]]:
+    """/efi is an autofs mount point; ``reads`` says which reads of it succeed in turn."""
+    from maculaos.upgrade import bootenv  # noqa: PLC0415
+
+    device = tmp_path / "vda1"
+    device.write_text("")
+    mount = tmp_path / "efi"
+    mount.mkdir()
+    monkeypatch.setattr(bootdisk, "partition", lambda label: device)
+    monkeypatch.setattr(bootenv.os.path, "ismount", lambda p: True)
+    monkeypatch.setattr(bootenv.time, "sleep", lambda s: None)
+    seen: list[str] = []
+    real_listdir, real_stat = os.listdir, os.stat
+
+    def listdir(p: Any) -> list[str]:
+        seen.append(str(p))
+        if not reads[len(seen) - 1]:
+            raise OSError(19, "No such device")
+        return real_listdir(p)
+
+    def stat(p: Any, *a: Any, **kw: Any) -> Any:
+        st = real_stat(p, *a, **kw)
+        if same_fs and Path(p) == device:
+            return os.stat_result(tuple(st), {"st_rdev": real_stat(mount).st_dev})
+        return st
+
+    monkeypatch.setattr(bootenv.os, "listdir", listdir)
+    monkeypatch.setattr(bootenv.os, "stat", stat)
+    return mount, seen
+
+
+def test_ensure_esp_mounts_the_boot_disks_esp_on_first_read(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from maculaos.upgrade import bootenv  # noqa: PLC0415
+
+    mount, seen = _esp_on_first_use(monkeypatch, tmp_path, [False, True], same_fs=True)
+    bootenv.ensure_esp(mount)
+    assert len(seen) == 2  # a device job that timed out earlier is tried again
+    assert "cannot be read yet (try 1 of 3)" in capsys.readouterr().err
+
+
+def test_ensure_esp_gives_up_after_three_reads_and_says_so(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from maculaos.upgrade import bootenv  # noqa: PLC0415
+
+    mount, seen = _esp_on_first_use(monkeypatch, tmp_path, [False] * 5, same_fs=True)
+    bootenv.ensure_esp(mount)  # the read that follows names the error
+    assert len(seen) == 3
+    assert "try 3 of 3" in capsys.readouterr().err
+
+
+def test_ensure_esp_refuses_a_file_system_that_is_not_the_boot_disks_esp(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from maculaos.upgrade import bootenv  # noqa: PLC0415
+
+    mount, _ = _esp_on_first_use(monkeypatch, tmp_path, [True], same_fs=False)
+    with pytest.raises(bootdisk.NotOwnDisk, match="another file system"):
+        bootenv.ensure_esp(mount)

@@ -84,7 +84,9 @@ def test_fresh_node_runs_slot_a(unode: vmlib.VM, releases: upgrade_fixtures.Rele
     assert s["slots"]["A"]["state"] == "good" and s["slots"]["A"]["primary"]
     assert s["slots"]["B"]["state"] == "bad"
     assert s["last_health"]["healthy"], s["last_health"]
-    assert "active" in unode.ssh("systemctl", "is-active", "efi.mount", check=False)
+    # the ESP is mounted on first use (efi.automount); status() above read it
+    for unit in ("efi.automount", "efi.mount"):
+        assert unode.ssh("systemctl", "is-active", unit, check=False).strip() == "active", unit
 
 
 def test_check_lists_v2(unode: vmlib.VM, server: str, releases: upgrade_fixtures.Releases) -> None:

@@ -525,13 +525,24 @@ def ensure_esp(mount: Path = ESP_MOUNT) -> None:
     if os.path.ismount(mount):
         # efi.automount: the first read mounts the ESP; a device job that timed out earlier
         # in the boot is started again by the next read, so try a few times
-        for attempt in range(3):
+        for attempt in range(1, 4):
             try:
                 os.listdir(mount)
-                return
-            except OSError:
-                if attempt < 2:
+                break
+            except OSError as e:
+                print(f"the ESP at {mount} cannot be read yet (try {attempt} of 3): {e}",
+                      file=sys.stderr)  # fmt: skip
+                if attempt < 3:
                     time.sleep(5)
+        else:
+            return  # the read that follows names the error
+        # mounted on first use, maybe long after the boot: the boot disk's ESP, nothing else
+        try:
+            mounted, own = os.stat(mount).st_dev, os.stat(device).st_rdev
+        except OSError:
+            return
+        if mounted != own:
+            raise bootdisk.NotOwnDisk(f"{mount} holds another file system than {device}")
         return
 
     subprocess.run(
