@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -100,15 +101,14 @@ def _esp_on_first_use(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, reads: list[bool], same_fs: bool
 ) -> tuple[Path, list[str]]:
     """/efi is an autofs mount point; ``reads`` says which reads of it succeed in turn."""
-    from maculaos.upgrade import bootenv  # noqa: PLC0415
 
     device = tmp_path / "vda1"
     device.write_text("")
     mount = tmp_path / "efi"
     mount.mkdir()
     monkeypatch.setattr(bootdisk, "partition", lambda label: device)
-    monkeypatch.setattr(bootenv.os.path, "ismount", lambda p: True)
-    monkeypatch.setattr(bootenv.time, "sleep", lambda s: None)
+    monkeypatch.setattr(os.path, "ismount", lambda p: True)
+    monkeypatch.setattr(time, "sleep", lambda s: None)
     seen: list[str] = []
     real_listdir, real_stat = os.listdir, os.stat
 
@@ -124,8 +124,8 @@ def _esp_on_first_use(
             return os.stat_result(tuple(st), {"st_rdev": real_stat(mount).st_dev})
         return st
 
-    monkeypatch.setattr(bootenv.os, "listdir", listdir)
-    monkeypatch.setattr(bootenv.os, "stat", stat)
+    monkeypatch.setattr(os, "listdir", listdir)
+    monkeypatch.setattr(os, "stat", stat)
     return mount, seen
 
 
