@@ -45,9 +45,9 @@ _INFO: dict[Architecture, ArchInfo] = {
         qemu_machine="q35",
         # TCG emulates rep stosb/movsb one byte per iteration: without ERMS and FSRM the
         # kernel and glibc zero and copy memory 8 bytes at a time. Measured on the image's first
-        # boot: SSH after 141-143 s with "max", 104 s without them; and clearing pages for a
-        # 16 MB vmalloc no longer stalls a module load for 20-100 s (soft lockups that made
-        # systemd's device jobs time out).
+        # boot: SSH after 141-143 s with "max", 104-112 s without them. Clearing the pages of
+        # a vmalloc (the xz dictionary of a compressed module, the bochs framebuffer) still
+        # stalls a module load at times (23 s seen once, 22-105 s before; docs/reliability.md).
         qemu_cpu="max,-erms,-fsrm",
         efi_code="/usr/share/OVMF/OVMF_CODE_4M.fd",
         efi_vars="/usr/share/OVMF/OVMF_VARS_4M.fd",
