@@ -1,6 +1,202 @@
 # MaculaOS image build: boot a Debian trixie base disk under QEMU, run the Ansible image
 # playbook in it, and let the image role write the finished A/B GPT disk to a second disk.
 # Works with Debian's Packer 1.6.6 (built-in qemu builder and ansible provisioner).
+#
+# One file, so that each way of typing it works (README, "Running Packer yourself"):
+#   packer build packer/maculaos.pkr.hcl       (or: cd packer && packer build maculaos.pkr.hcl)
+#   packer build packer/
+#   packer build -var-file=packer/arm64.pkrvars.hcl packer/
+# Every variable has a default: the base disk, build key and keyring the wrapper
+# (scripts/build.sh) keeps in cache/ (or $MACULAOS_CACHE). When one is missing, Packer stops
+# naming it and what to run first. The wrapper passes every variable itself.
+
+variable "arch" {
+  type        = string
+  description = "Target architecture: amd64 or arm64."
+  default     = "amd64"
+  validation {
+    condition     = contains(["amd64", "arm64"], var.arch)
+    error_message = "The arch variable must be one of: amd64, arm64."
+  }
+}
+
+variable "version" {
+  type        = string
+  description = "MaculaOS version stamped into the image, semver (1.2.3 or 1.2.3-rc.1)."
+  default     = "0.1.0"
+  validation {
+    condition     = regex_replace(var.version, "^(0|[1-9][0-9]*)[.](0|[1-9][0-9]*)[.](0|[1-9][0-9]*)(-[0-9A-Za-z.-]+)?([+][0-9A-Za-z.-]+)?$", "") == ""
+    error_message = "The version variable must be semver MAJOR.MINOR.PATCH[-PRERELEASE][+BUILD], e.g. 1.0.0."
+  }
+}
+
+variable "cache" {
+  type        = string
+  description = "The build cache the wrapper fills (base disk, build key, development keys); empty: $MACULAOS_CACHE, else cache/ in the repository."
+  default     = env("MACULAOS_CACHE")
+}
+
+variable "base_image" {
+  type        = string
+  description = "Base disk the build VM boots (qcow2); empty: the cache's base disk for arch (with its kernel and initrd). Debian's cloud image works too (leave base_kernel empty)."
+  default     = ""
+}
+
+variable "base_kernel" {
+  type        = string
+  description = "Kernel QEMU boots base_image with (-kernel); empty when base_image boots by itself."
+  default     = ""
+}
+
+variable "base_initrd" {
+  type        = string
+  description = "Initrd for base_kernel (-initrd)."
+  default     = ""
+}
+
+variable "base_root" {
+  type        = string
+  description = "Root device named on the kernel command line when booting with base_kernel."
+  default     = "/dev/vda"
+}
+
+variable "output_directory" {
+  type        = string
+  description = "Directory Packer writes the VM disks and build-info.json to (must not exist); empty: output/.packer-<arch> in the repository."
+  default     = ""
+}
+
+variable "accelerator" {
+  type        = string
+  description = "QEMU accelerator: tcg (default; KVM crashes guests on our build machines) or kvm."
+  default     = "tcg"
+  validation {
+    condition     = contains(["tcg", "kvm"], var.accelerator)
+    error_message = "The accelerator variable must be one of: tcg, kvm."
+  }
+}
+
+variable "memory" {
+  type        = number
+  description = "Memory of the build VM in MiB (at least 1024)."
+  default     = 2048
+  validation {
+    condition     = var.memory >= 1024
+    error_message = "The memory variable must be at least 1024 (MiB)."
+  }
+}
+
+variable "cpus" {
+  type        = number
+  description = "vCPUs of the build VM."
+  default     = 2
+}
+
+variable "image_size_mib" {
+  type        = number
+  description = "Size of the finished disk image in MiB (ESP + 2 slots + state)."
+  default     = 2400
+  validation {
+    condition     = var.image_size_mib >= 512
+    error_message = "The image_size_mib variable must be at least 512 (MiB)."
+  }
+}
+
+variable "ssh_private_key_file" {
+  type        = string
+  description = "Build-only key whose public half is root's authorized key in the base disk; empty: the cache's build key."
+  default     = ""
+}
+
+variable "authorized_keys_file" {
+  type        = string
+  description = "File with SSH public keys for the macula user baked into the image; empty for none."
+  default     = ""
+}
+
+variable "keyring_file" {
+  type        = string
+  description = "PEM keyring (CA certificates) the image verifies update bundles against; empty: the cache's development CA."
+  default     = ""
+}
+
+variable "source_date_epoch" {
+  type        = number
+  description = "Timestamp for reproducible squashfs (SOURCE_DATE_EPOCH)."
+  default     = 0
+}
+
+variable "git_commit" {
+  type        = string
+  description = "Git commit the image is built from (recorded in the manifest)."
+  default     = "unknown"
+}
+
+variable "squashfs_compression" {
+  type        = string
+  description = "Slot squashfs compressor: gzip (fast to build) or xz (smaller). GRUB reads both."
+  default     = "gzip"
+  validation {
+    condition     = contains(["gzip", "xz"], var.squashfs_compression)
+    error_message = "The squashfs_compression variable must be one of: gzip, xz."
+  }
+}
+
+locals {
+  qemu_binary = {
+    amd64 = "qemu-system-x86_64"
+    arm64 = "qemu-system-aarch64"
+  }
+  machine_type = {
+    amd64 = "q35"
+    arm64 = "virt"
+  }
+  cpu = {
+    # TCG: without ERMS/FSRM the kernel and glibc zero and copy memory 8 bytes per emulated
+    # iteration, not 1 (rep stosb/movsb): a first boot 141-143 s -> 104 s (src/maculaos/arch.py)
+    amd64 = "max,-erms,-fsrm"
+    arm64 = "cortex-a72"
+  }
+  console = {
+    amd64 = "ttyS0"
+    arm64 = "ttyAMA0"
+  }
+  firmware = {
+    amd64 = "/usr/share/OVMF/OVMF_CODE_4M.fd"
+    arm64 = "/usr/share/AAVMF/AAVMF_CODE.fd"
+  }
+  # Boot the base disk with -kernel/-initrd when given one (mmdebstrap base disk, no bootloader);
+  # otherwise through the firmware (e.g. Debian's cloud image).
+  direct_boot = local.base_kernel != ""
+  boot_args = local.direct_boot ? [
+    ["-kernel", local.base_kernel],
+    ["-initrd", local.base_initrd],
+    ["-append", "root=${var.base_root} rw console=${local.console[var.arch]} net.ifnames=0"],
+    ] : [
+    ["-bios", local.firmware[var.arch]],
+  ]
+  common_args = [
+    ["-cpu", local.cpu[var.arch]],
+    ["-smp", "${var.cpus}"],
+    ["-serial", "file:${local.output_dir}.serial.log"],
+  ]
+
+  # What the wrapper (scripts/build.sh) fills; a hand-typed `packer build` uses the same files.
+  repo            = abspath("${path.root}/..")
+  cache           = var.cache != "" ? abspath(var.cache) : "${local.repo}/cache"
+  base_dir        = "${local.cache}/base/${var.arch}"
+  cache_base      = var.base_image == ""
+  base_image_path = local.cache_base ? "${local.base_dir}/base.qcow2" : var.base_image
+  base_kernel     = local.cache_base ? "${local.base_dir}/vmlinuz" : var.base_kernel
+  base_initrd     = local.cache_base ? "${local.base_dir}/initrd.img" : var.base_initrd
+  ssh_key_path    = var.ssh_private_key_file != "" ? var.ssh_private_key_file : "${local.cache}/build-ssh/id_ed25519"
+  keyring_path    = var.keyring_file != "" ? var.keyring_file : "${local.cache}/keys/dev-ca.cert.pem"
+  output_dir      = var.output_directory != "" ? var.output_directory : "${local.repo}/output/.packer-${var.arch}"
+  # (file() of a missing path is Packer 1.6's only way to stop with a message of ours)
+  base_image = fileexists(local.base_image_path) ? local.base_image_path : file("${local.base_image_path} (the base disk): run scripts/build.sh once to make it, or pass -var base_image=")
+  ssh_key    = fileexists(local.ssh_key_path) ? local.ssh_key_path : file("${local.ssh_key_path} (the build key): run scripts/build.sh once to make it")
+  keyring    = fileexists(local.keyring_path) ? local.keyring_path : file("${local.keyring_path} (the update keyring): run scripts/build.sh once to make it")
+}
 
 source "qemu" "maculaos" {
   qemu_binary      = local.qemu_binary[var.arch]
@@ -10,7 +206,7 @@ source "qemu" "maculaos" {
   headless         = true
   qemuargs         = concat(local.common_args, local.boot_args)
   disk_image       = true
-  iso_url          = var.base_image
+  iso_url          = local.base_image
   iso_checksum     = "none"
   use_backing_file = false # Packer 1.6.6 omits -F (backing format), which qemu >= 7 requires
   format           = "qcow2"
@@ -19,12 +215,12 @@ source "qemu" "maculaos" {
   # second disk (/dev/vdb): the image role writes the finished MaculaOS disk image here
   disk_additional_size = ["${var.image_size_mib}M"]
   skip_compaction      = true
-  output_directory     = var.output_directory
+  output_directory     = local.output_dir
   vm_name              = "build-vm"
 
   communicator         = "ssh"
   ssh_username         = "root"
-  ssh_private_key_file = var.ssh_private_key_file
+  ssh_private_key_file = local.ssh_key
   ssh_timeout          = "10m"
   shutdown_command     = "systemctl poweroff"
   shutdown_timeout     = "5m"
@@ -50,10 +246,10 @@ build {
       "--extra-vars", "image_target_size_mib=${var.image_size_mib}",
       "--extra-vars", "image_source_date_epoch=${var.source_date_epoch}",
       "--extra-vars", "image_git_commit=${var.git_commit}",
-      "--extra-vars", "image_fetch_dir=${abspath(var.output_directory)}",
+      "--extra-vars", "image_fetch_dir=${abspath(local.output_dir)}",
       "--extra-vars", "image_authorized_keys_file=${var.authorized_keys_file}",
       "--extra-vars", "image_squashfs_compression=${var.squashfs_compression}",
-      "--extra-vars", "image_keyring_file=${abspath(var.keyring_file)}",
+      "--extra-vars", "image_keyring_file=${abspath(local.keyring)}",
     ]
   }
 }

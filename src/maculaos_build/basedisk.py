@@ -175,7 +175,19 @@ def ensure(arch: Architecture) -> BaseDisk:
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with lock_path.open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        return _ensure_locked(arch)
+        base = _ensure_locked(arch)
+        _point_current(base)
+        return base
+
+
+def _point_current(base: BaseDisk) -> None:
+    """``cache/base/<arch>`` names the current base disk: the default of a hand-typed
+    ``packer build packer/`` (packer/maculaos.pkr.hcl). Replaced atomically."""
+    link = base.directory.parent / base.arch.value
+    tmp = link.with_name(f".{base.arch.value}.link-new")
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(base.directory.name)
+    os.replace(tmp, link)
 
 
 def _ensure_locked(arch: Architecture) -> BaseDisk:

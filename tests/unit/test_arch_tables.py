@@ -32,7 +32,7 @@ def test_role_vars_match_arch_py() -> None:
 
 
 def test_packer_locals_match_arch_py() -> None:
-    text = (REPO / "packer" / "locals.pkr.hcl").read_text()
+    text = (REPO / "packer" / "maculaos.pkr.hcl").read_text()
 
     def table(name: str) -> dict[str, str]:
         block = re.search(name + r"\s*=\s*\{(.*?)\}", text, re.S)

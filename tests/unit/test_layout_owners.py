@@ -81,7 +81,7 @@ def _version_regex_in_preflight() -> str:
 
 def _version_regex_in_packer() -> str:
     m = re.search(
-        r'regex_replace\(var\.version, "([^"]+)"', (REPO / "packer/variables.pkr.hcl").read_text()
+        r'regex_replace\(var\.version, "([^"]+)"', (REPO / "packer/maculaos.pkr.hcl").read_text()
     )
     assert m
     return m[1]
@@ -110,7 +110,7 @@ def test_item14_one_compatible_string() -> None:
 
 
 def _packer_default(name: str) -> str:
-    hcl = (REPO / "packer/variables.pkr.hcl").read_text()
+    hcl = (REPO / "packer/maculaos.pkr.hcl").read_text()
     m = re.search(rf'variable "{name}" {{[^}}]*?default\s*=\s*"?([^"\n]+)"?\n', hcl, re.S)
     assert m, name
     return m[1].strip()
@@ -126,6 +126,8 @@ def test_item14_image_defaults_have_one_owner() -> None:
     assert args.compression == d["image_squashfs_compression"]
     assert int(_packer_default("image_size_mib")) == int(d["image_target_size_mib"])
     assert _packer_default("squashfs_compression") == d["image_squashfs_compression"]
+    assert _packer_default("version") == d["image_version"] == args.version
+    assert _packer_default("arch") == args.arch.value == "amd64"
     assert (
         image.BuildOptions.__dataclass_fields__["compression"].default
         == (d["image_squashfs_compression"])
