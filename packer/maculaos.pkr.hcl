@@ -110,14 +110,14 @@ variable "ssh_private_key_file" {
 
 variable "authorized_keys_file" {
   type        = string
-  description = "File with SSH public keys for the macula user baked into the image; empty for none."
+  description = "File with SSH public keys for the macula user baked into the image; empty: the cache's build key (as the wrapper does); none: no key."
   default     = ""
 }
 
 variable "keyring_file" {
   type        = string
-  description = "PEM keyring (CA certificates) the image verifies update bundles against; empty: the cache's development CA."
-  default     = ""
+  description = "PEM keyring (CA certificates) the image verifies update bundles against; empty: $MACULAOS_KEYRING (the release keyring, as for the wrapper), else the cache's development CA."
+  default     = env("MACULAOS_KEYRING")
 }
 
 variable "source_date_epoch" {
@@ -182,20 +182,27 @@ locals {
   ]
 
   # What the wrapper (scripts/build.sh) fills; a hand-typed `packer build` uses the same files.
+  # A relative MACULAOS_CACHE means the repository's directory, as for the wrapper (which
+  # runs there), whatever directory Packer is started from.
   repo            = abspath("${path.root}/..")
-  cache           = var.cache != "" ? abspath(var.cache) : "${local.repo}/cache"
+  cache           = var.cache == "" ? "${local.repo}/cache" : (substr(var.cache, 0, 1) == "/" ? var.cache : "${local.repo}/${var.cache}")
   base_dir        = "${local.cache}/base/${var.arch}"
   cache_base      = var.base_image == ""
   base_image_path = local.cache_base ? "${local.base_dir}/base.qcow2" : var.base_image
-  base_kernel     = local.cache_base ? "${local.base_dir}/vmlinuz" : var.base_kernel
-  base_initrd     = local.cache_base ? "${local.base_dir}/initrd.img" : var.base_initrd
+  base_kernel     = var.base_kernel != "" ? var.base_kernel : (local.cache_base ? "${local.base_dir}/vmlinuz" : "")
+  base_initrd     = var.base_initrd != "" ? var.base_initrd : (local.cache_base ? "${local.base_dir}/initrd.img" : "")
   ssh_key_path    = var.ssh_private_key_file != "" ? var.ssh_private_key_file : "${local.cache}/build-ssh/id_ed25519"
   keyring_path    = var.keyring_file != "" ? var.keyring_file : "${local.cache}/keys/dev-ca.cert.pem"
-  output_dir      = var.output_directory != "" ? var.output_directory : "${local.repo}/output/.packer-${var.arch}"
+  authorized_keys = var.authorized_keys_file == "none" ? "" : (var.authorized_keys_file != "" ? abspath(var.authorized_keys_file) : "${local.ssh_key_path}.pub")
+  # (not the wrapper's output/.packer-<arch>, which each wrapper run starts by deleting)
+  output_dir = var.output_directory != "" ? var.output_directory : "${local.repo}/output/packer-${var.arch}"
+  # the venv scripts/setup-host.sh makes has the pinned Ansible (Debian's is not installed)
+  ansible_playbook = fileexists("${local.repo}/.venv/bin/ansible-playbook") ? "${local.repo}/.venv/bin/ansible-playbook" : "ansible-playbook"
   # (file() of a missing path is Packer 1.6's only way to stop with a message of ours)
-  base_image = fileexists(local.base_image_path) ? local.base_image_path : file("${local.base_image_path} (the base disk): run scripts/build.sh once to make it, or pass -var base_image=")
-  ssh_key    = fileexists(local.ssh_key_path) ? local.ssh_key_path : file("${local.ssh_key_path} (the build key): run scripts/build.sh once to make it")
-  keyring    = fileexists(local.keyring_path) ? local.keyring_path : file("${local.keyring_path} (the update keyring): run scripts/build.sh once to make it")
+  hint       = "run scripts/build.sh --arch ${var.arch} once to make it"
+  base_image = fileexists(local.base_image_path) ? local.base_image_path : file("${local.base_image_path} (the base disk): ${local.hint}, or pass -var base_image=")
+  ssh_key    = fileexists(local.ssh_key_path) ? local.ssh_key_path : file("${local.ssh_key_path} (the build key): ${local.hint}")
+  keyring    = fileexists(local.keyring_path) ? local.keyring_path : file("${local.keyring_path} (the update keyring): ${local.hint}")
 }
 
 source "qemu" "maculaos" {
@@ -231,6 +238,7 @@ build {
 
   provisioner "ansible" {
     playbook_file = "${path.root}/../ansible/image.yml"
+    command       = local.ansible_playbook
     user          = "root"
     use_proxy     = false
     # the build VM is a throwaway local guest with fresh host keys: no host key checking here
@@ -240,16 +248,19 @@ build {
       "ANSIBLE_HOST_KEY_CHECKING=False",
       "ANSIBLE_SSH_ARGS=-o ControlMaster=auto -o ControlPersist=120s -o UserKnownHostsFile=/dev/null",
     ]
+    # one JSON value: key=value pairs would be cut at a space in a path
     extra_arguments = [
-      "--extra-vars", "image_arch=${var.arch}",
-      "--extra-vars", "image_version=${var.version}",
-      "--extra-vars", "image_target_size_mib=${var.image_size_mib}",
-      "--extra-vars", "image_source_date_epoch=${var.source_date_epoch}",
-      "--extra-vars", "image_git_commit=${var.git_commit}",
-      "--extra-vars", "image_fetch_dir=${abspath(local.output_dir)}",
-      "--extra-vars", "image_authorized_keys_file=${var.authorized_keys_file}",
-      "--extra-vars", "image_squashfs_compression=${var.squashfs_compression}",
-      "--extra-vars", "image_keyring_file=${abspath(local.keyring)}",
+      "--extra-vars", jsonencode({
+        image_arch                 = var.arch
+        image_version              = var.version
+        image_target_size_mib      = "${var.image_size_mib}"
+        image_source_date_epoch    = "${var.source_date_epoch}"
+        image_git_commit           = var.git_commit
+        image_fetch_dir            = abspath(local.output_dir)
+        image_authorized_keys_file = local.authorized_keys
+        image_squashfs_compression = var.squashfs_compression
+        image_keyring_file         = abspath(local.keyring)
+      }),
     ]
   }
 }

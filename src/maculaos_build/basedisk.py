@@ -185,9 +185,15 @@ def _point_current(base: BaseDisk) -> None:
     ``packer build packer/`` (packer/maculaos.pkr.hcl). Replaced atomically."""
     link = base.directory.parent / base.arch.value
     tmp = link.with_name(f".{base.arch.value}.link-new")
-    tmp.unlink(missing_ok=True)
-    tmp.symlink_to(base.directory.name)
-    os.replace(tmp, link)
+    try:
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(base.directory.name)
+        os.replace(tmp, link)
+    except OSError as e:
+        die(
+            f"cannot point {link} at the base disk {base.directory.name}: {e.strerror}",
+            hint=f"{link} is the build's own link: move whatever is there out of the way",
+        )
 
 
 def _ensure_locked(arch: Architecture) -> BaseDisk:

@@ -112,9 +112,8 @@ def build(opts: BuildOptions) -> Path:
     preflight(opts)
     started = time.monotonic()
     base = basedisk.ensure(opts.arch)
-    keys = {"": str(basedisk.ssh_keypair().with_suffix(".pub")), "none": ""}.get(
-        opts.authorized_keys, opts.authorized_keys
-    )
+    # ("none" reaches Packer as it is: its authorized_keys_file says no key)
+    keys = opts.authorized_keys or str(basedisk.ssh_keypair().with_suffix(".pub"))
     packer_dir = opts.output / f".packer-{opts.arch.value}"
     shutil.rmtree(packer_dir, ignore_errors=True)
     packer_dir.parent.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,10 +18,12 @@ pytestmark = pytest.mark.skipif(shutil.which("packer") is None, reason="packer n
 
 
 def _validate(args: list[str], cwd: Path, cache: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "MACULAOS_CACHE"}
+    # as typed in a shell: no venv on PATH (the template finds the repository's own Ansible)
+    env = {k: v for k, v in os.environ.items() if k not in ("MACULAOS_CACHE", "MACULAOS_KEYRING")}
+    env["PATH"] = os.pathsep.join(
+        d for d in env.get("PATH", "").split(os.pathsep) if not d.rstrip("/").endswith(".venv/bin")
+    )
     env.update(MACULAOS_CACHE=str(cache), CHECKPOINT_DISABLE="1", PACKER_NO_COLOR="1")
-    # the ansible provisioner asks ansible-playbook for its version: the project's venv
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     return subprocess.run(
         ["packer", "validate", *args],
         cwd=cwd,
@@ -76,9 +77,10 @@ def test_without_the_cache_packer_names_the_file_and_what_to_run(
     _fill(tmp_path)
     shutil.rmtree(tmp_path / missing)
     done = _validate(["packer/"], REPO, tmp_path)
-    out = done.stdout + done.stderr
+    # (Packer wraps its message at 78 columns)
+    out = " ".join((done.stdout + done.stderr).split())
     assert done.returncode != 0
-    assert "run scripts/build.sh once" in out, out
+    assert "run scripts/build.sh --arch amd64 once to make it" in out, out
     assert str(tmp_path / missing) in out, out
     assert "Unsupported attribute" not in out and "unset" not in out.lower(), out
 
@@ -95,3 +97,22 @@ def test_the_wrapper_points_the_cache_at_the_current_base_disk(tmp_path: Path) -
     # a relative link: the cache can move (CI keeps it elsewhere)
     assert os.readlink(tmp_path / "amd64") == "trixie-amd64-new"
     assert not list(tmp_path.glob(".amd64.link-new"))
+
+
+def test_a_relative_cache_is_the_repositorys_wherever_packer_starts(tmp_path: Path) -> None:
+    """MACULAOS_CACHE=cache-x means <repo>/cache-x for the wrapper (it runs in the repository):
+    the template resolves it there too, also when started from packer/."""
+    rel = f".pytest-cache-{os.getpid()}"
+    try:
+        _fill(REPO / rel)
+        done = _validate(["maculaos.pkr.hcl"], REPO / "packer", Path(rel))
+        assert done.returncode == 0, done.stdout + done.stderr
+    finally:
+        shutil.rmtree(REPO / rel, ignore_errors=True)
+
+
+def test_the_playbook_gets_paths_with_spaces_whole() -> None:
+    """Every image_* variable reaches Ansible in one JSON --extra-vars value."""
+    hcl = (REPO / "packer/maculaos.pkr.hcl").read_text()
+    assert '"--extra-vars", jsonencode({' in hcl
+    assert '"--extra-vars", "image_' not in hcl
