@@ -189,6 +189,13 @@ def test_issue10_the_boot_carries_only_what_it_needs(node: vmlib.VM) -> None:
         "cfg80211",
     ):
         assert h.run(f"sudo modinfo -n {module}").rc == 0, module
+    # the maculaos package is compiled in the image (the read-only slot cannot cache it)
+    uncompiled = h.check_output(
+        "cd /usr/lib/python3/dist-packages/maculaos && for f in $(find . -name '*.py'); do"
+        ' ls "$(dirname $f)/__pycache__/$(basename $f .py)".cpython-*.pyc >/dev/null 2>&1'
+        ' || echo "$f"; done'
+    )
+    assert uncompiled.strip() == "", uncompiled
     # udev's hardware database (vendor names, input quirks) is not carried: 13 MB unpacked
     assert not [p for p in listing.splitlines() if p.endswith("hwdb.bin")], "hwdb.bin"
     assert "usr/lib/udev/rules.d/60-persistent-storage.rules" in listing
