@@ -15,8 +15,8 @@ import yaml
 from maculaos import disk, layout
 from maculaos.arch import Architecture
 from maculaos.log import die, info, step
-from maculaos_build import basedisk, bundle, finalize
-from maculaos_build.paths import OUTPUT, REPO, ROLES
+from maculaos_build import basedisk, bundle, finalize, sbom
+from maculaos_build.paths import CACHE, OUTPUT, REPO, ROLES
 
 SEMVER = layout.VERSION
 
@@ -156,6 +156,7 @@ def build(opts: BuildOptions) -> Path:
         )
     shutil.rmtree(packer_dir, ignore_errors=True)
     bundle.for_image(out)
+    sbom.write(out, CACHE / "apt" / opts.arch.value)
     info(f"artifacts in {out}:")
     for p in sorted(out.iterdir()):
         info(f"  {p.name}  ({p.stat().st_size / 1048576:.1f} MiB)")
