@@ -31,7 +31,10 @@ from maculaos_build.paths import CACHE, OUTPUT, REPO
 
 RESULTS = REPO / "bench" / "results"
 CONFIG_UNIT = "maculaos-config.service"
-BASELINE_UNIT = "kmod-static-nodes.service"  # one process (kmod static-nodes), same phase
+BASELINE_UNIT = "kmod-static-nodes.service"
+CPU = (
+    Architecture.amd64.info.qemu_cpu
+)  # what the VM harness gives QEMU  # one process (kmod static-nodes), same phase
 
 
 def newest_output() -> Path:
@@ -48,10 +51,12 @@ def boot_times(
     units: tuple[str, ...] = (),
     kernel: tuple[Path, Path] | None = None,
     probe: Callable[[vmlib.VM], dict[str, float]] | None = None,
+    analyses: list[dict[str, Any]] | None = None,
 ) -> tuple[list[float], list[float], dict[str, list[float]]]:
     """Per run: first-boot-to-SSH and reboot-to-SSH seconds, and each named unit's activation
     time (systemd-analyze blame) in the second (steady-state) boot; ``probe`` adds figures
-    measured on the booted node (same dict)."""
+    measured on the booted node (same dict); ``analyses`` gets what systemd-analyze says about
+    each boot (phases, the slowest units, the chain to ssh.service)."""
     key = basedisk.ssh_keypair()
     first: list[float] = []
     again: list[float] = []
@@ -64,9 +69,13 @@ def boot_times(
         with vmlib.running(vm):
             first.append(round(vm.wait_ssh(), 2))
             vm.ssh("systemctl", "is-system-running", "--wait", check=False, timeout=300)
+            if analyses is not None:
+                analyses.append({"boot": "first", **analyze(vm)})
             again.append(round(vm.reboot(), 2))
+            vm.ssh("systemctl", "is-system-running", "--wait", check=False, timeout=300)
+            if analyses is not None:
+                analyses.append({"boot": "reboot", **analyze(vm)})
             if units:
-                vm.ssh("systemctl", "is-system-running", "--wait", check=False, timeout=300)
                 blame = vm.ssh("systemd-analyze", "blame", "--no-pager")
                 for line in blame.splitlines():
                     parts = line.split()
@@ -76,6 +85,25 @@ def boot_times(
                 for name, value in probe(vm).items():
                     unit_times.setdefault(name, []).append(value)
     return first, again, unit_times
+
+
+PHASE = re.compile(r"((?:[\d.]+(?:min|ms|s|h)\s*)+)\((\w+)\)")
+
+
+def analyze(vm: vmlib.VM) -> dict[str, Any]:
+    """systemd-analyze on a settled boot: seconds per phase (firmware, loader, kernel, initrd,
+    userspace), the ten slowest units and the critical chain to ssh.service."""
+    said = vm.ssh("systemd-analyze", "time", "--no-pager", check=False)
+    phases = {name: _seconds(value) for value, name in PHASE.findall(said.split("\n")[0])}
+    blame = vm.ssh("systemd-analyze", "blame", "--no-pager", check=False).splitlines()[:10]
+    chain = vm.ssh(
+        "systemd-analyze", "critical-chain", "--no-pager", "ssh.service", check=False
+    ).splitlines()
+    return {
+        "phases_s": phases,
+        "slowest_units": [" ".join(ln.split()) for ln in blame],
+        "critical_chain_ssh": [ln.rstrip() for ln in chain if "@" in ln or "+" in ln][:15],
+    }
 
 
 def config_runtime(vm: vmlib.VM) -> dict[str, float]:
@@ -129,12 +157,21 @@ def bench_boot(runs: int) -> dict[str, Any]:
     baseline_unit: list[float] = []
     fast_path: list[float] = []
     full_apply: list[float] = []
+    d_analyses: list[dict[str, Any]] = []
+    m_analyses: list[dict[str, Any]] = []
     for _ in range(runs):
-        f, a, _units = boot_times(stock, "root", 1, kernel=(base.kernel, base.initrd))
+        f, a, _units = boot_times(
+            stock, "root", 1, kernel=(base.kernel, base.initrd), analyses=d_analyses
+        )
         d_first += f
         d_again += a
         f, a, units = boot_times(
-            image, "macula", 1, (CONFIG_UNIT, BASELINE_UNIT), probe=config_runtime
+            image,
+            "macula",
+            1,
+            (CONFIG_UNIT, BASELINE_UNIT),
+            probe=config_runtime,
+            analyses=m_analyses,
         )
         m_first += f
         m_again += a
@@ -143,16 +180,33 @@ def bench_boot(runs: int) -> dict[str, Any]:
         fast_path += units["fast_path_s"]
         full_apply += units["full_apply_s"]
     med = statistics.median
+
+    def userspace(analyses: list[dict[str, Any]], boot: str) -> list[float]:
+        return [
+            a["phases_s"]["userspace"]
+            for a in analyses
+            if a["boot"] == boot and "userspace" in a["phases_s"]
+        ]
+
+    m_user, d_user = userspace(m_analyses, "reboot"), userspace(d_analyses, "reboot")
     return {
         "image": image.name,
         "runs": runs,
-        "qemu": "tcg, -cpu max, 1 vCPU, 1 GiB, OVMF, virtio disk and net",
+        "qemu": f"tcg, -cpu {CPU}, 1 vCPU, 1 GiB, OVMF, virtio disk and net",
         "maculaos_first_boot_to_ssh_s": m_first,
         "maculaos_reboot_to_ssh_s": m_again,
         "debian_first_boot_to_ssh_s": d_first,
         "debian_reboot_to_ssh_s": d_again,
         "ratio_first_boot_maculaos_vs_debian": round(med(m_first) / med(d_first), 3),
         "ratio_reboot_maculaos_vs_debian": round(med(m_again) / med(d_again), 3),
+        # issue 10 goal 1: userspace (systemd-analyze) <= 0.5x stock's, steady-state boots
+        "maculaos_reboot_userspace_s": m_user,
+        "debian_reboot_userspace_s": d_user,
+        "ratio_reboot_userspace_maculaos_vs_debian": round(med(m_user) / med(d_user), 3)
+        if m_user and d_user and med(d_user) > 0
+        else None,
+        "systemd_analyze_maculaos": m_analyses,
+        "systemd_analyze_debian": d_analyses,
         # maculaos-config runs before sysinit.target, on the boot's critical path: its
         # activation time in a steady-state boot is what it adds to the spine's boot
         "config_apply_unit_s": config_unit,
@@ -330,7 +384,7 @@ def bench_upgrade() -> dict[str, Any]:
         "running_after_upgrade": running,
         "rollback_reboot_to_ssh_s": rollback_s,
         "running_after_rollback": back,
-        "qemu": "tcg, -cpu max, 1 vCPU, 1 GiB, OVMF, virtio disk and net (user networking)",
+        "qemu": f"tcg, -cpu {CPU}, 1 vCPU, 1 GiB, OVMF, virtio disk and net (user networking)",
     }
 
 
