@@ -192,7 +192,7 @@ def bench_boot(runs: int) -> dict[str, Any]:
     return {
         "image": image.name,
         "runs": runs,
-        "qemu": f"tcg, -cpu {CPU}, 1 vCPU, 1 GiB, OVMF, virtio disk and net",
+        "qemu": f"tcg, -cpu {CPU}, 1 vCPU, 1 GiB, OVMF, virtio disk and net, -no-reboot",
         "maculaos_first_boot_to_ssh_s": m_first,
         "maculaos_reboot_to_ssh_s": m_again,
         "debian_first_boot_to_ssh_s": d_first,
@@ -384,7 +384,7 @@ def bench_upgrade() -> dict[str, Any]:
         "running_after_upgrade": running,
         "rollback_reboot_to_ssh_s": rollback_s,
         "running_after_rollback": back,
-        "qemu": f"tcg, -cpu {CPU}, 1 vCPU, 1 GiB, OVMF, virtio disk and net (user networking)",
+        "qemu": f"tcg, -cpu {CPU}, 1 vCPU, 1 GiB, OVMF, virtio, user networking, -no-reboot",
     }
 
 

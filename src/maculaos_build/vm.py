@@ -76,6 +76,10 @@ class VM:
     booted_at: float = 0.0
     # resets the guest asked for (reboot, panic=5, GRUB's reboot), each a fresh QEMU process
     resets: int = 0
+    # where this QEMU process's console output starts in serial.log (append=on)
+    console_start: int = 0
+    # stop() or power_cut() ended QEMU on purpose: revive() leaves it off
+    stopped: bool = False
 
     @property
     def serial_log(self) -> Path:
@@ -162,10 +166,12 @@ class VM:
             "-serial",
             "chardev:ser0",
             "-no-user-config",
-            # A guest reset ends this QEMU process and revive() starts a new one (a cold
-            # start, as a hardware reset is): after warm resets under TCG the emulated
-            # firmware twice never reached or never left GRUB, with no output, for 600-900 s
-            # (docs/reliability.md, "Hangs after a warm reset in the emulator").
+            # A guest reset ends this QEMU process and revive() starts a new one: the
+            # machine comes back from a cold start. After warm resets under TCG the boot
+            # twice hung with no output for 600-900 s, once before the firmware's boot
+            # manager spoke, once after it started GRUB; cause unknown (docs/reliability.md,
+            # "Hangs after a warm reset in the emulator"). Real x86 reboots are warm resets:
+            # the VM tier no longer exercises that path.
             "-no-reboot",
             *(
                 ["-kernel", str(self.kernel), "-initrd", str(self.initrd), "-append", self.append]
@@ -193,6 +199,11 @@ class VM:
         if not self.process:
             self.prepare()
         self.booted_at = time.monotonic()
+        self._launch()
+
+    def _launch(self) -> None:
+        self.console_start = self.serial_log.stat().st_size if self.serial_log.exists() else 0
+        self.stopped = False
         self.process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL)
 
     def ssh_args(self, *command: str) -> list[str]:
@@ -212,24 +223,32 @@ class VM:
             self.ssh_args(*command), check=False, capture_output=True, text=True, timeout=timeout
         )
         if check and r.returncode != 0:
+            if self.process and self.process.poll() is not None and not self.stopped:
+                raise RuntimeError(
+                    f"ssh {' '.join(command)}: QEMU exited ({self.process.returncode}; the guest "
+                    f"reset or powered off, {self.resets} resets so far); console: "
+                    f"{self.serial_log}"
+                )
             raise RuntimeError(f"ssh {' '.join(command)} failed ({r.returncode}): {r.stderr}")
         return r.stdout
 
     def revive(self) -> None:
         """Start QEMU again when the guest reset the machine (-no-reboot ended the process);
         a guest that powered off, or a QEMU that failed, is an error."""
-        if not self.process or self.process.poll() is None:
+        if self.stopped or not self.process or self.process.poll() is None:
             return
-        tail = (self.console_tail(4000) or "").rsplit("reboot: ", 1)
-        if self.process.returncode != 0 or (
-            len(tail) == 2 and tail[1].startswith(("Power down", "System halted"))
-        ):
+        # only what this QEMU process printed: an earlier boot's "Power down" decides nothing
+        with self.serial_log.open("rb") as f:
+            f.seek(self.console_start)
+            since = f.read().decode(errors="replace")
+        if self.process.returncode != 0 or "reboot: Power down" in since:
             die(
-                f"QEMU exited ({self.process.returncode}); console: {self.serial_log}",
+                f"QEMU exited ({self.process.returncode}) after {self.resets} guest resets; "
+                f"console: {self.serial_log}",
                 hint=self.console_tail(),
             )
         self.resets += 1
-        self.process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL)
+        self._launch()
 
     def wait_ssh(self, timeout: float = 300) -> float:
         """Wait until SSH runs a command; return seconds since start()."""
@@ -282,6 +301,7 @@ class VM:
 
     def power_cut(self) -> None:
         """Pull the plug: SIGKILL QEMU (what the guest wrote to its disk so far stays)."""
+        self.stopped = True
         if self.process and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
@@ -289,9 +309,10 @@ class VM:
     def power_on(self) -> None:
         """Start the same machine again (same disk, same EFI variables)."""
         self.booted_at = time.monotonic()
-        self.process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL)
+        self._launch()
 
     def stop(self) -> None:
+        self.stopped = True
         if self.process and self.process.poll() is None:
             self.process.terminate()
             try:

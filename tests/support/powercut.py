@@ -10,9 +10,17 @@ from typing import Any
 from maculaos_build import vm as vmlib
 
 
-def settle(vm: vmlib.VM) -> None:
-    """Wait until boot has finished, the health gate included."""
-    vm.ssh("systemctl", "is-system-running", "--wait", check=False, timeout=900)
+def settle(vm: vmlib.VM, tries: int = 3) -> None:
+    """Wait until boot has finished, the health gate included. A node that reboots meanwhile
+    (a health gate that failed rolls back) is waited for again: under -no-reboot its QEMU
+    process ended and only the VM harness's waits start the next one."""
+    for _ in range(tries):
+        vm.wait_ssh(timeout=900)
+        boot = vm.boot_id()
+        vm.ssh("systemctl", "is-system-running", "--wait", check=False, timeout=900)
+        if boot and vm.boot_id() == boot:
+            return
+    raise RuntimeError(f"the node did not settle in {tries} boots; console: {vm.serial_log}")
 
 
 def status(vm: vmlib.VM) -> dict[str, Any]:
@@ -22,6 +30,7 @@ def status(vm: vmlib.VM) -> dict[str, Any]:
 def cut_once(vm: vmlib.VM, source: str, delay: float, versions: tuple[str, ...]) -> dict[str, Any]:
     """Start an apply (always to the standby slot: --allow-downgrade), kill QEMU ``delay``
     seconds later, power on, and judge the boot."""
+    settle(vm)  # (the previous cut's node may have rebooted by itself since)
     vm.ssh(
         "sudo systemd-run --collect --unit=apply-under-test maculaos upgrade --apply "
         f"--allow-downgrade --from {source}",

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import secrets
+import shlex
 import shutil
 import subprocess
 import sys
@@ -189,13 +190,22 @@ def test_issue10_the_boot_carries_only_what_it_needs(node: vmlib.VM) -> None:
         "cfg80211",
     ):
         assert h.run(f"sudo modinfo -n {module}").rc == 0, module
-    # the maculaos package is compiled in the image (the read-only slot cannot cache it)
-    uncompiled = h.check_output(
-        "cd /usr/lib/python3/dist-packages/maculaos && for f in $(find . -name '*.py'); do"
-        ' ls "$(dirname $f)/__pycache__/$(basename $f .py)".cpython-*.pyc >/dev/null 2>&1'
-        ' || echo "$f"; done'
+    # the maculaos package is compiled in the image (the read-only slot cannot cache it):
+    # for every module, this interpreter's .pyc, checked-hash, of this very source
+    check_pycs = (
+        "import importlib.util as u, pathlib, sys\n"
+        "bad, n = [], 0\n"
+        "for src in pathlib.Path('/usr/lib/python3/dist-packages/maculaos').rglob('*.py'):\n"
+        "    n += 1\n"
+        "    pyc = pathlib.Path(u.cache_from_source(str(src)))\n"
+        "    head = pyc.read_bytes()[:16] if pyc.exists() else b''\n"
+        "    if head[:4] != u.MAGIC_NUMBER or int.from_bytes(head[4:8], 'little') != 3 \\\n"
+        "            or head[8:16] != u.source_hash(src.read_bytes()):\n"
+        "        bad.append(str(src))\n"
+        "print(n, bad)\n"
     )
-    assert uncompiled.strip() == "", uncompiled
+    counted, bad = h.check_output(f"python3 -c {shlex.quote(check_pycs)}").split(" ", 1)
+    assert int(counted) > 20 and bad.strip() == "[]", (counted, bad)
     # udev's hardware database (vendor names, input quirks) is not carried: 13 MB unpacked
     assert not [p for p in listing.splitlines() if p.endswith("hwdb.bin")], "hwdb.bin"
     assert "usr/lib/udev/rules.d/60-persistent-storage.rules" in listing
