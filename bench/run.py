@@ -202,9 +202,7 @@ def bench_boot(runs: int) -> dict[str, Any]:
         # issue 10 goal 1: userspace (systemd-analyze) <= 0.5x stock's, steady-state boots
         "maculaos_reboot_userspace_s": m_user,
         "debian_reboot_userspace_s": d_user,
-        "ratio_reboot_userspace_maculaos_vs_debian": round(med(m_user) / med(d_user), 3)
-        if m_user and d_user and med(d_user) > 0
-        else None,
+        "ratio_reboot_userspace_maculaos_vs_debian": _ratio(m_user, d_user, 3),
         "systemd_analyze_maculaos": m_analyses,
         "systemd_analyze_debian": d_analyses,
         # maculaos-config runs before sysinit.target, on the boot's critical path: its
@@ -214,17 +212,20 @@ def bench_boot(runs: int) -> dict[str, Any]:
         # the same early-boot slot costs even a one-process unit this much under TCG
         "baseline_unit": BASELINE_UNIT,
         "baseline_unit_s": baseline_unit,
-        "ratio_config_unit_vs_baseline_unit": round(med(config_unit) / med(baseline_unit), 2)
-        if config_unit and baseline_unit and med(baseline_unit) > 0
-        else None,
+        "ratio_config_unit_vs_baseline_unit": _ratio(config_unit, baseline_unit, 2),
         # the unit's command run on the settled node: unchanged config (what every boot
         # after the first pays) and a full Python apply (what a changed config pays)
         "config_fast_path_s": fast_path,
         "config_full_apply_s": full_apply,
-        "ratio_full_apply_vs_fast_path": round(med(full_apply) / med(fast_path), 1)
-        if fast_path and full_apply and med(fast_path) > 0
-        else None,
+        "ratio_full_apply_vs_fast_path": _ratio(full_apply, fast_path, 1),
     }
+
+
+def _ratio(a: list[float], b: list[float], digits: int) -> float | None:
+    """median(a) / median(b), or None when either has no figure (or b's is 0)."""
+    if not a or not b or statistics.median(b) <= 0:
+        return None
+    return round(statistics.median(a) / statistics.median(b), digits)
 
 
 def timed_build(version: str) -> float:
