@@ -146,6 +146,25 @@ def test_files_in_etc_and_var_survive_reboot(node: vmlib.VM) -> None:
     assert h.file("/etc/ssh/ssh_host_ed25519_key.pub").content_string.strip() == hostkey
 
 
+def _one_host_key_offered(h: Any) -> None:
+    """sshd is configured with the ed25519 key alone, and that is all a scan gets."""
+    config = h.check_output("sudo sshd -T").splitlines()
+    assert [ln.split()[1] for ln in config if ln.startswith("hostkey ")] == [
+        "/etc/ssh/ssh_host_ed25519_key"
+    ], config
+    # scanned on the node itself: a scan from the CI host through QEMU's user-network forwarder
+    # came back empty once (stderr unseen), so it is retried and what it printed is kept
+    offered: set[str] = set()
+    scans = []
+    for _ in range(3):
+        scan = h.run("ssh-keyscan -T 30 127.0.0.1")
+        scans.append((scan.rc, scan.stdout, scan.stderr))
+        offered = {ln.split()[1] for ln in scan.stdout.splitlines() if ln and ln[0] != "#"}
+        if offered:
+            break
+    assert offered == {"ssh-ed25519"}, scans
+
+
 def test_issue10_the_boot_carries_only_what_it_needs(node: vmlib.VM) -> None:
     """Issue 10 (docs/decisions/0010): a small initramfs with the boot disks' drivers, one host
     key type, no growing once grown, no units a node has no use for, no documentation."""
@@ -177,6 +196,10 @@ def test_issue10_the_boot_carries_only_what_it_needs(node: vmlib.VM) -> None:
         "drivers/bluetooth",
         "net/bluetooth",
         "drivers/staging",
+        "drivers/infiniband/hw",
+        "drivers/net/ethernet/chelsio",
+        "drivers/scsi/lpfc",
+        "fs/ocfs2",
     ):
         found = h.check_output(f"find /usr/lib/modules/*/kernel/{tree} -type f 2>/dev/null || true")
         assert found.strip() == "", (tree, found[:300])
@@ -201,6 +224,11 @@ def test_issue10_the_boot_carries_only_what_it_needs(node: vmlib.VM) -> None:
         "cec",
         "thinkpad_acpi",
         "cfg80211",
+        "mlx5_core",
+        "ixgbe",
+        "bnxt_en",
+        "ib_core",
+        "rdma_rxe",
     ):
         assert h.run(f"sudo modinfo -n {module}").rc == 0, module
     # the maculaos package is compiled in the image (the read-only slot cannot cache it):
@@ -233,15 +261,7 @@ def test_issue10_the_boot_carries_only_what_it_needs(node: vmlib.VM) -> None:
         "ssh_host_ed25519_key",
         "ssh_host_ed25519_key.pub",
     ]
-    scan = subprocess.run(
-        ["ssh-keyscan", "-T", "20", "-p", str(node.port), "127.0.0.1"],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    ).stdout.splitlines()
-    offered = {ln.split()[1] for ln in scan if ln and not ln.startswith("#")}
-    assert offered == {"ssh-ed25519"}, scan
+    _one_host_key_offered(h)
     # the state partition grew on the first boot; from then on the grower only compares sizes
     # (no growpart, no resize2fs: either would print something)
     assert h.run("sudo test -s /run/maculaos/state/.maculaos-grown").rc == 0
