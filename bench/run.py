@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from maculaos.arch import Architecture
+from maculaos.log import MaculaError
 from maculaos_build import basedisk, bundle
 from maculaos_build import vm as vmlib
 from maculaos_build.paths import CACHE, OUTPUT, REPO
@@ -396,12 +397,16 @@ def main() -> int:
     p.add_argument("what", choices=["boot", "build", "sizes", "upgrade"])
     p.add_argument("--runs", type=int, default=3)
     args = p.parse_args()
-    result = {
-        "boot": lambda: bench_boot(args.runs),
-        "build": bench_build,
-        "sizes": bench_sizes,
-        "upgrade": bench_upgrade,
-    }[args.what]()
+    try:
+        result = {
+            "boot": lambda: bench_boot(args.runs),
+            "build": bench_build,
+            "sizes": bench_sizes,
+            "upgrade": bench_upgrade,
+        }[args.what]()
+    except MaculaError as e:  # a VM that did not boot, a missing tool: said, not a traceback
+        print(f"bench {args.what}: {e}", file=sys.stderr)
+        return 1
     result["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{args.what}-{time.strftime('%Y%m%d-%H%M%S')}.json"

@@ -154,7 +154,8 @@ class VM:
             "-drive",
             f"if=none,id=disk0,format=qcow2,file={self.workdir / 'disk.qcow2'}",
             "-device",
-            "virtio-blk-pci,drive=disk0,bootindex=0",
+            # with -kernel, QEMU's loader option ROM holds boot index 0
+            f"virtio-blk-pci,drive=disk0,bootindex={1 if self.kernel else 0}",
             "-netdev",
             f"user,id=n0,hostfwd=tcp:127.0.0.1:{self.port}-:22",
             "-device",

@@ -34,6 +34,17 @@ def test_qemu_gets_no_reboot(tmp_path: Path) -> None:
     assert "-no-reboot" in vm.command()
 
 
+def test_a_kernel_handed_over_keeps_boot_index_0_for_its_loader(tmp_path: Path) -> None:
+    """With -kernel QEMU's loader option ROM takes boot index 0; the disk giving 0 too made QEMU
+    refuse to start ("The bootindex 0 has already been used") and `bench boot` fail."""
+    vm = vmlib.VM(image=Path("/x.qcow2"), key=Path("/k"), workdir=tmp_path)
+    assert any(a.endswith("drive=disk0,bootindex=0") for a in vm.command())
+    vm.kernel, vm.initrd = tmp_path / "vmlinuz", tmp_path / "initrd"
+    cmd = vm.command()
+    assert "-kernel" in cmd
+    assert not [a for a in cmd if "bootindex=0" in a], cmd
+
+
 def test_a_guest_reset_starts_qemu_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     vm = _vm(
         tmp_path,
