@@ -23,10 +23,12 @@ options:
     type: path
     required: true
   compression:
-    description: Compressor. GRUB reads only xz, gzip and lzo squashfs.
+    description:
+      - Compressor. GRUB reads only xz, gzip and lzo squashfs (and an uncompressed one).
+      - C(none) compresses nothing, for a build host that compresses the tree again.
     type: str
     default: xz
-    choices: [xz, gzip, zstd, lzo, lz4]
+    choices: [xz, gzip, zstd, lzo, lz4, none]
   compression_opts:
     description: Extra compressor options, e.g. C([-Xbcj, x86]).
     type: list
@@ -172,7 +174,7 @@ def main() -> None:
             "compression": {
                 "type": "str",
                 "default": "xz",
-                "choices": ["xz", "gzip", "zstd", "lzo", "lz4"],
+                "choices": ["xz", "gzip", "zstd", "lzo", "lz4", "none"],
             },
             "compression_opts": {"type": "list", "elements": "str", "default": []},
             "block_size": {"type": "str", "default": "256K"},

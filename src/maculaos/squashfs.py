@@ -15,7 +15,10 @@ import hashlib
 import os
 from collections.abc import Sequence
 
-COMPRESSORS = ("xz", "gzip", "zstd", "lzo", "lz4")
+COMPRESSORS = ("xz", "gzip", "zstd", "lzo", "lz4", "none")
+# "none": nothing compressed (inodes, data, fragments, xattrs), for a tree the build host
+# compresses again natively (maculaos_build.finalize)
+UNCOMPRESSED = ("-noI", "-noD", "-noF", "-noX")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +43,8 @@ def validate(spec: SquashfsSpec) -> None:
         raise SquashfsError(
             f"compression {spec.compression!r} is not allowed: use one of {', '.join(COMPRESSORS)}"
         )
+    if spec.compression == "none" and spec.compression_opts:
+        raise SquashfsError("compression 'none' takes no compression_opts")
     if not os.path.isdir(spec.source):
         raise SquashfsError(f"source {spec.source} is not a directory")
     if spec.source_date_epoch < 0:
@@ -58,9 +63,11 @@ def command(spec: SquashfsSpec, out: str, binary: str = "mksquashfs") -> list[st
         "-noappend",
         "-no-progress",
         "-quiet",
-        "-comp",
-        spec.compression,
-        *spec.compression_opts,
+        *(
+            UNCOMPRESSED
+            if spec.compression == "none"
+            else ("-comp", spec.compression, *spec.compression_opts)
+        ),
         "-b",
         spec.block_size,
         "-mkfs-time",

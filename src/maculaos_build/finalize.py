@@ -5,11 +5,17 @@ from __future__ import annotations
 import datetime
 import json
 import subprocess
+import tempfile
 from pathlib import Path
+from typing import Any
 
+from maculaos import layout, squashfs
 from maculaos.arch import Architecture
 from maculaos.disk import file_digest
 from maculaos.log import die, step
+
+# the release compressors' options (the guest's "none" is compressed again with one of these)
+COMPRESSOR_OPTS: dict[str, tuple[str, ...]] = {"gzip": ("-Xcompression-level", "6"), "xz": ()}
 
 
 def sha256(path: Path) -> str:
@@ -26,6 +32,7 @@ def finalize(
     version: str,
     arch: Architecture,
     build_seconds: float | None = None,
+    compression: str | None = None,
 ) -> Path:
     disk = packer_dir / "build-vm-1"
     info_file = packer_dir / "build-info.json"
@@ -43,6 +50,9 @@ def finalize(
         subprocess.run(
             ["qemu-img", "convert", "-f", "qcow2", "-O", "raw", str(disk), str(img)], check=True
         )
+    if compression and build_info["squashfs"]["compression"] != compression:
+        with step(f"slot squashfs compressed with {compression} on this host"):
+            build_info["squashfs"] = recompress_slot(img, build_info, compression)
     with step(f"compressed qcow2 {qcow.name}"):
         subprocess.run(
             [
@@ -77,3 +87,76 @@ def finalize(
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return out
+
+
+def recompress_slot(img: Path, build_info: dict[str, Any], compression: str) -> dict[str, Any]:
+    """Pack slot A's tree again with ``compression``, natively on this host, in place in
+    ``img``; the new ``squashfs`` entry of build-info. The build VM packs the slot uncompressed:
+    under TCG mksquashfs spends a minute compressing, xz four times that (docs/decisions/0011).
+    Same tree, block size, timestamps and sorted entries: the same bytes every time."""
+    if compression not in COMPRESSOR_OPTS:
+        die(f"slot compression {compression!r} is not one of {', '.join(COMPRESSOR_OPTS)}")
+    part = next(
+        p for p in build_info["partition_table"]["partitions"] if p["name"] == layout.SLOT_A.name
+    )
+    offset, capacity = part["start_sector"] * 512, part["size_sectors"] * 512
+    old = build_info["squashfs"]
+    size = int(old["size"])
+    with tempfile.TemporaryDirectory(dir=img.parent, prefix=".repack-") as tmp:
+        raw, tree, packed = Path(tmp) / "slot", Path(tmp) / "root", Path(tmp) / "packed"
+        with img.open("rb") as src, raw.open("wb") as dst:
+            src.seek(offset)
+            left = size
+            while left:
+                chunk = src.read(min(left, 1 << 22))
+                if not chunk:
+                    die(f"{img.name} ends inside slot A's squashfs")
+                dst.write(chunk)
+                left -= len(chunk)
+        if file_digest(str(raw)) != old["sha256"]:
+            die(f"{img.name}: slot A does not match the squashfs sha256 the build VM recorded")
+        _run(["unsquashfs", "-no-progress", "-d", str(tree), str(raw)], "unsquashfs")
+        raw.unlink()
+        spec = squashfs.SquashfsSpec(
+            source=str(tree),
+            dest=str(packed),
+            compression=compression,
+            compression_opts=COMPRESSOR_OPTS[compression],
+            source_date_epoch=int(build_info["source_date_epoch"]),
+        )
+        squashfs.validate(spec)
+        _run(squashfs.command(spec, str(packed)), "mksquashfs")
+        new = packed.stat().st_size
+        if new > capacity:
+            die(f"the {compression} slot squashfs ({new} bytes) does not fit slot A ({capacity})")
+        digest = file_digest(str(packed))
+        with packed.open("rb") as src, img.open("r+b") as dst:
+            dst.seek(offset)
+            while chunk := src.read(1 << 22):
+                dst.write(chunk)
+        if new < size:  # what the uncompressed slot left behind: a hole, as if never written
+            _clear(img, offset + new, size - new)
+    return {"compression": compression, "size": new, "sha256": digest}
+
+
+def _run(cmd: list[str], what: str) -> None:
+    r = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if r.returncode != 0:
+        die(f"{what} failed (exit {r.returncode}): {(r.stderr or r.stdout).strip()[-2000:]}")
+
+
+def _clear(img: Path, start: int, length: int) -> None:
+    """Zeros over [start, start+length): a hole where the filesystem can punch one."""
+    punched = subprocess.run(
+        ["fallocate", "--punch-hole", "--offset", str(start), "--length", str(length), str(img)],
+        capture_output=True,
+        check=False,
+    )
+    if punched.returncode == 0:
+        return
+    zeros = bytes(1 << 22)
+    with img.open("r+b") as f:
+        f.seek(start)
+        while length:
+            f.write(zeros[: min(length, len(zeros))])
+            length -= min(length, len(zeros))

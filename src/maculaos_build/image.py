@@ -131,7 +131,8 @@ def build(opts: BuildOptions) -> Path:
         "authorized_keys_file": keys,
         "source_date_epoch": str(source_date_epoch()),
         "git_commit": git_commit(),
-        "squashfs_compression": opts.compression,
+        # packed uncompressed in the VM, compressed natively in finalize (decision 0011)
+        "squashfs_compression": "none",
         "keyring_file": str(bundle.signer().keyring),
     }
     cmd = ["packer", "build", "-color=false", f"-var-file={var_file}"]
@@ -153,6 +154,7 @@ def build(opts: BuildOptions) -> Path:
             opts.version,
             opts.arch,
             build_seconds=time.monotonic() - started,
+            compression=opts.compression,
         )
     shutil.rmtree(packer_dir, ignore_errors=True)
     bundle.for_image(out)

@@ -85,3 +85,25 @@ def test_bad_compression_and_missing_source_are_named(tmp_path: Path) -> None:
         {"src": str(tmp_path), "dest": str(tmp_path / "x"), "excludes": ["/etc"]},
     )
     assert result["failed"] and "no leading /" in result["msg"]
+
+
+def test_none_packs_nothing_compressed_and_takes_no_options(tree: Path, tmp_path: Path) -> None:
+    dest = tmp_path / "plain.squashfs"
+    result = run_module("maculaos_squashfs", {**_args(tree, dest), "compression": "none"})
+    assert result["changed"] is True
+    said = subprocess.run(
+        ["unsquashfs", "-s", str(dest)], capture_output=True, text=True, check=True
+    ).stdout
+    for part in ("Inodes are", "Data is", "Fragments are", "Xattrs are"):
+        assert f"{part} uncompressed" in said, said
+    # the random file is stored as it is: the image is at least as large as the tree
+    assert dest.stat().st_size > 4096
+    refused = run_module(
+        "maculaos_squashfs",
+        {
+            **_args(tree, dest),
+            "compression": "none",
+            "compression_opts": ["-Xcompression-level", "6"],
+        },
+    )
+    assert refused["failed"] and "takes no compression_opts" in refused["msg"]
