@@ -24,6 +24,9 @@ class Target:
     live: bool = True
     arch: str = "amd64"
     sysfs_net: Path = Path("/sys/class/net")
+    # the primary interface's address the last apply saw: the hostname keeps its suffix when a
+    # boot applies before the interface's driver has loaded
+    known_mac: str | None = None
 
     def path(self, p: str) -> Path:
         return self.root / p.lstrip("/")
@@ -79,7 +82,8 @@ MANAGED = "# Managed by MaculaOS (maculaos config apply); edit /var/lib/maculaos
 
 
 def apply_hostname(cfg: dict[str, Any], t: Target) -> list[str]:
-    name = identity.expand_hostname(cfg["maculaos.hostname"], identity.primary_mac(t.sysfs_net))
+    mac = identity.primary_mac(t.sysfs_net) or t.known_mac
+    name = identity.expand_hostname(cfg["maculaos.hostname"], mac)
     if identity.apply_hostname(name, etc=t.path("/etc"), live=t.live):
         return [f"hostname: {name}"]
     return []

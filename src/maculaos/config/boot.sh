@@ -8,12 +8,26 @@ state=${MACULAOS_STATE:-/var/lib/maculaos/state}
 node=${MACULAOS_NODE_CONFIG:-/var/lib/maculaos/config.yaml}
 image=${MACULAOS_IMAGE_DEFAULTS:-/usr/lib/maculaos/config.yaml}
 cmdline=${MACULAOS_CMDLINE:-/proc/cmdline}
+sysfs_net=${MACULAOS_SYSFS_NET:-/sys/class/net}
+# true when an Ethernet interface backed by a device is there (identity.primary_interface)
+physical_interface() {
+  for dev in "$sysfs_net"/*/device; do
+    [ -e "$dev" ] && [ "$(cat -- "${dev%/device}/type" 2>/dev/null)" = 1 ] && return 0
+  done
+  return 1
+}
 # (a node config that is not a regular file -- a FIFO, a device -- could block sha256sum:
 # Python reports it instead)
+# The primary interface's address counts (the hostname is made from it: a disk moved to another
+# machine is a full apply) when its interface is there. Early in the boot its driver may not be
+# loaded yet, or udev not yet have renamed it: then the address the last apply saw stands in,
+# instead of every boot finding "no interface" and applying in full (issue 10).
 if [ -r "$state/config-fastpath" ] && { [ ! -e "$node" ] || [ -f "$node" ]; } &&
-   read -r want mac_file < "$state/config-fastpath" &&
-   [ -n "$want" ] &&
-   [ "$(sh "$here/fingerprint.sh" "$node" "$image" "$cmdline" "$mac_file" "$here/applicators.py")" = "$want" ]; then
+   read -r want mac_file mac_seen < "$state/config-fastpath" &&
+   [ -n "$want" ] && [ -n "$mac_seen" ] &&
+   { mac_now=$(cat -- "$mac_file" 2>/dev/null) || mac_now=$mac_seen; } &&
+   { [ "$mac_seen" != "-" ] || ! physical_interface; } &&
+   [ "$(sh "$here/fingerprint.sh" "$node" "$image" "$cmdline" "$mac_now" "$here/applicators.py")" = "$want" ]; then
   echo "config unchanged since the last apply; its settings persist in /etc"
   exit 0
 fi

@@ -104,6 +104,8 @@ def system_problems(values: dict[str, Any], target: Target) -> list[str]:
 def apply(p: Paths, target: Target, boot: bool = False) -> Result:
     """Apply the effective config; run_cmd runs at boot and after an apply that changed
     something. Only a config that applied without any error becomes the last good one."""
+    if target.known_mac is None:  # the hostname's stand-in while the interface is not there yet
+        target = dataclasses.replace(target, known_mac=fastpath.last_seen_mac(p.state))
 
     def system_check(values: dict[str, Any]) -> list[str]:
         return system_problems(values, target)

@@ -11,7 +11,8 @@ from maculaos import identity
 
 VOLATILE = ("/run/", "/tmp/", "/dev/", "/proc/", "/sys/")
 HERE = Path(__file__).parent
-FASTPATH_FILE = "config-fastpath"  # in the state directory: "<fingerprint> <mac file>"
+# in the state directory: "<fingerprint> <primary interface's address file> <its address or ->"
+FASTPATH_FILE = "config-fastpath"
 
 
 def mac_file(sysfs_net: Path = Path("/sys/class/net")) -> Path:
@@ -19,10 +20,8 @@ def mac_file(sysfs_net: Path = Path("/sys/class/net")) -> Path:
     return iface / "address" if iface else Path("/nonexistent/no-network-interface")
 
 
-def fingerprint(
-    node_config: Path, image_defaults: Path, cmdline: Path | None, address_file: Path
-) -> str:
-    args = [node_config, image_defaults, cmdline or Path("/nonexistent/cmdline"), address_file]
+def fingerprint(node_config: Path, image_defaults: Path, cmdline: Path | None, mac: str) -> str:
+    args = [node_config, image_defaults, cmdline or Path("/nonexistent/cmdline"), mac]
     return subprocess.run(
         ["sh", str(HERE / "fingerprint.sh"), *map(str, args), str(HERE / "applicators.py")],
         capture_output=True,
@@ -46,9 +45,38 @@ def record(
         path.unlink(missing_ok=True)
         return ""
     address = mac_file(sysfs_net)
-    digest = fingerprint(node_config, image_defaults, cmdline, address)
+    mac = _address(address)
+    if mac == "-":  # no interface yet: the one the last apply saw stands, as in boot.sh
+        previous = _last_seen(state)
+        if previous:
+            address, mac = Path(previous[0]), previous[1]
+    digest = fingerprint(node_config, image_defaults, cmdline, mac)
     state.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(f"{digest} {address}\n")
+    tmp.write_text(f"{digest} {address} {mac}\n")
     tmp.replace(path)
     return digest
+
+
+def _address(path: Path) -> str:
+    """What boot.sh's ``cat`` gives for the address file, "-" when there is none (a MAC has no
+    blanks; anything else is not an address and is recorded as none)."""
+    try:
+        text = path.read_text(errors="replace").strip()
+    except OSError:
+        return "-"
+    return text if text and len(text) <= 64 and not any(c.isspace() for c in text) else "-"
+
+
+def _last_seen(state: Path) -> tuple[str, str] | None:
+    try:
+        fields = (state / FASTPATH_FILE).read_text().split()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return (fields[1], fields[2]) if len(fields) == 3 and fields[2] != "-" else None
+
+
+def last_seen_mac(state: Path) -> str | None:
+    """The primary interface's address the last recorded apply saw, if any."""
+    seen = _last_seen(state)
+    return seen[1].lower() if seen else None

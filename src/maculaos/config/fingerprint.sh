@@ -1,6 +1,9 @@
 #!/bin/sh
 # The config fingerprint: one sha256 over everything that feeds the effective config.
-#   fingerprint.sh NODE_CONFIG IMAGE_DEFAULTS CMDLINE MAC_ADDRESS_FILE APPLICATORS_PY
+#   fingerprint.sh NODE_CONFIG IMAGE_DEFAULTS CMDLINE PRIMARY_MAC APPLICATORS_PY
+# PRIMARY_MAC is the address itself ("-" for none): the interface's sysfs file may not exist yet
+# when the boot asks (its driver loads later, it is renamed later), and boot.sh decides what
+# stands in for it then.
 # A missing file shows as sha256sum's error line. The one implementation, used by Python when
 # it records an apply and by boot.sh when it decides whether a boot needs one; few processes,
 # because at boot every fork counts.
@@ -9,7 +12,8 @@
 # it, the slot included, counts.
 export LC_ALL=C
 {
-  sha256sum -- "$1" "$2" "$4" "$5"
+  sha256sum -- "$1" "$2" "$5"
+  printf 'primary MAC %s\n' "$4"
   if [ -r "$3" ]; then
     sed -e 's/[[:space:]][[:space:]]*/ /g' -e 's/\(^\| \)maculaos\.esp=[^ ]*//g' -e 's/^ //' \
       -- "$3" | sha256sum
