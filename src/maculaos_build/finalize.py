@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
+import re
 import subprocess
 import tempfile
 from pathlib import Path
@@ -14,6 +16,7 @@ from maculaos.arch import Architecture
 from maculaos.disk import file_digest
 from maculaos.log import die, step
 
+DIR_SIZE = re.compile(r"^(d\S+ \S+\s+)\d+")  # unsquashfs -lln: mode, owner, size
 # the release compressors' options (the guest's "none" is compressed again with one of these)
 COMPRESSOR_OPTS: dict[str, tuple[str, ...]] = {"gzip": ("-Xcompression-level", "6"), "xz": ()}
 
@@ -52,7 +55,7 @@ def finalize(
         )
     if compression and build_info["squashfs"]["compression"] != compression:
         with step(f"slot squashfs compressed with {compression} on this host"):
-            build_info["squashfs"] = recompress_slot(img, build_info, compression)
+            build_info["squashfs"] = recompress_slot(img, build_info, compression, packer_dir)
     with step(f"compressed qcow2 {qcow.name}"):
         subprocess.run(
             [
@@ -89,20 +92,32 @@ def finalize(
     return out
 
 
-def recompress_slot(img: Path, build_info: dict[str, Any], compression: str) -> dict[str, Any]:
+def recompress_slot(
+    img: Path, build_info: dict[str, Any], compression: str, workdir: Path | None = None
+) -> dict[str, Any]:
     """Pack slot A's tree again with ``compression``, natively on this host, in place in
     ``img``; the new ``squashfs`` entry of build-info. The build VM packs the slot uncompressed:
     under TCG mksquashfs spends a minute compressing, xz four times that (docs/decisions/0011).
-    Same tree, block size, timestamps and sorted entries: the same bytes every time."""
+    Same tree, block size, timestamps and sorted entries: the same bytes every time. The packed
+    slot must list exactly what the VM's did (owners, modes, links, times) before it is written."""
     if compression not in COMPRESSOR_OPTS:
         die(f"slot compression {compression!r} is not one of {', '.join(COMPRESSOR_OPTS)}")
+    if os.geteuid() != 0:  # as anyone else unsquashfs drops owners, setuid bits, capabilities
+        die(
+            "compressing the slot needs root: unsquashfs restores owners, setuid bits and file "
+            "capabilities only as root",
+            hint="run scripts/build.sh as root",
+        )
     part = next(
-        p for p in build_info["partition_table"]["partitions"] if p["name"] == layout.SLOT_A.name
+        (p for p in build_info["partition_table"]["partitions"] if p["name"] == layout.SLOT_A.name),
+        None,
     )
+    if part is None:
+        die(f"build-info names no {layout.SLOT_A.name} partition: not a MaculaOS A/B image")
     offset, capacity = part["start_sector"] * 512, part["size_sectors"] * 512
     old = build_info["squashfs"]
     size = int(old["size"])
-    with tempfile.TemporaryDirectory(dir=img.parent, prefix=".repack-") as tmp:
+    with tempfile.TemporaryDirectory(dir=workdir or img.parent, prefix=".repack-") as tmp:
         raw, tree, packed = Path(tmp) / "slot", Path(tmp) / "root", Path(tmp) / "packed"
         with img.open("rb") as src, raw.open("wb") as dst:
             src.seek(offset)
@@ -115,17 +130,22 @@ def recompress_slot(img: Path, build_info: dict[str, Any], compression: str) -> 
                 left -= len(chunk)
         if file_digest(str(raw)) != old["sha256"]:
             die(f"{img.name}: slot A does not match the squashfs sha256 the build VM recorded")
+        with raw.open("rb") as f:  # the superblock's block size (offset 12, little-endian)
+            block_size = int.from_bytes(f.read(16)[12:16], "little")
         _run(["unsquashfs", "-no-progress", "-d", str(tree), str(raw)], "unsquashfs")
-        raw.unlink()
         spec = squashfs.SquashfsSpec(
             source=str(tree),
             dest=str(packed),
             compression=compression,
             compression_opts=COMPRESSOR_OPTS[compression],
+            block_size=str(block_size),
             source_date_epoch=int(build_info["source_date_epoch"]),
         )
         squashfs.validate(spec)
         _run(squashfs.command(spec, str(packed)), "mksquashfs")
+        if _contents(packed) != _contents(raw):
+            die("the compressed slot does not list what the build VM packed (owners, modes, "
+                "links or times differ)")  # fmt: skip
         new = packed.stat().st_size
         if new > capacity:
             die(f"the {compression} slot squashfs ({new} bytes) does not fit slot A ({capacity})")
@@ -137,6 +157,21 @@ def recompress_slot(img: Path, build_info: dict[str, Any], compression: str) -> 
         if new < size:  # what the uncompressed slot left behind: a hole, as if never written
             _clear(img, offset + new, size - new)
     return {"compression": compression, "size": new, "sha256": digest}
+
+
+def _contents(image: Path) -> tuple[str, str]:
+    """What a squashfs holds, as unsquashfs lists it (path, type, mode, owner, size, time, link
+    target) and its inode count (hard links share one). A directory's size is left out: it is
+    the size of its on-disk listing, which squashfs-tools versions lay out differently."""
+    said = subprocess.run(
+        ["unsquashfs", "-lln", "-d", "", str(image)], capture_output=True, text=True, check=False
+    ).stdout
+    listing = "\n".join(DIR_SIZE.sub(r"\1-", ln) for ln in said.splitlines())
+    stats = subprocess.run(
+        ["unsquashfs", "-s", str(image)], capture_output=True, text=True, check=False
+    ).stdout
+    inodes = next((ln for ln in stats.splitlines() if ln.startswith("Number of inodes")), "")
+    return listing, inodes
 
 
 def _run(cmd: list[str], what: str) -> None:

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -238,7 +239,7 @@ def test_boot_applies_in_full_once_an_interface_appears(root: Path, tmp_path: Pa
     p = paths(root)
     p.node_config.write_text(CONFIG)
     engine.apply(p, target(root))
-    assert (p.state / "config-fastpath").read_text().split()[2] == "-"
+    assert (p.state / "config-fastpath").read_text().split()[1] == "-"
     assert "config unchanged" in boot(p, tmp_path)  # still none: nothing to do
     (root.parent / "eth0.away").rename(net / "eth0")
     assert "FULL APPLY" in boot(p, tmp_path)
@@ -246,5 +247,91 @@ def test_boot_applies_in_full_once_an_interface_appears(root: Path, tmp_path: Pa
     assert (root / "etc/hostname").read_text().strip() == "macula-cdef"
     assert "config unchanged" in boot(p, tmp_path)
     record = p.state / "config-fastpath"
-    record.write_text(" ".join(record.read_text().split()[:2]) + "\n")  # the older format
+    digest = record.read_text().split()[0]
+    record.write_text(f"{digest} {root.parent}/net/eth0/address\n")  # the older format
     assert "FULL APPLY" in boot(p, tmp_path)
+
+
+def test_boot_fast_path_tells_a_rename_from_another_machine(root: Path, tmp_path: Path) -> None:
+    """The interface renamed since (eth0 -> enp0s3, same address) is the same machine; another
+    name with another address is another machine, even though the old name is gone."""
+    p = paths(root)
+    p.node_config.write_text(CONFIG)
+    engine.apply(p, target(root))
+    net = root.parent / "net"
+    (net / "eth0").rename(net / "enp0s3")
+    assert "config unchanged" in boot(p, tmp_path)
+    (net / "enp0s3").rename(root.parent / "away")
+    iface(net, "enp3s0", "52:54:00:12:34:56", 2)  # the disk in another machine
+    assert "FULL APPLY" in boot(p, tmp_path)
+    iface(net, "enp4s0", "52:54:00:ab:cd:ef", 3)  # ...unless one of its interfaces is ours
+    assert "config unchanged" in boot(p, tmp_path)
+
+
+def test_interfaces_without_an_address_are_no_interface(root: Path, tmp_path: Path) -> None:
+    """The shell counts interfaces as Python does: one with a zero address is none, so a node
+    whose only interface has none still takes the fast path."""
+    net = root.parent / "net"
+    (net / "eth0/address").write_text("00:00:00:00:00:00\n")
+    p = paths(root)
+    p.node_config.write_text(CONFIG)
+    engine.apply(p, target(root))
+    assert (p.state / "config-fastpath").read_text().split()[1] == "-"
+    assert "config unchanged" in boot(p, tmp_path)
+
+
+def test_the_remembered_address_outlives_a_boot_without_fast_path(
+    root: Path, tmp_path: Path
+) -> None:
+    """An apply that may not record a fingerprint (run_cmd) still keeps the address it saw: a
+    later apply before the interface exists keeps the hostname's suffix."""
+    p = paths(root)
+    p.node_config.write_text(CONFIG + "run_cmd: [true]\n")
+    engine.apply(p, target(root))
+    assert not (p.state / "config-fastpath").exists()
+    (root.parent / "net/eth0").rename(root.parent / "away")
+    engine.apply(p, target(root))
+    assert (root / "etc/hostname").read_text().strip() == "macula-cdef"
+
+
+@pytest.mark.parametrize(
+    "record",
+    ids=["path", "extra-field", "huge", "empty", "newline", "no-mac"],
+    argvalues=[
+        "0" * 64 + " ../x/\n",
+        "0" * 64 + " 52:54:00:ab:cd:ef extra\n",
+        "huge",
+        "",
+        "\n",
+        "0" * 64,
+    ],
+)
+def test_a_damaged_record_is_a_full_apply_in_bounded_time(
+    root: Path, tmp_path: Path, record: str
+) -> None:
+    p = paths(root)
+    p.node_config.write_text(CONFIG)
+    engine.apply(p, target(root))
+    (p.state / "config-fastpath").write_text("x" * 10_000_000 if record == "huge" else record)
+    started = time.monotonic()
+    assert "FULL APPLY" in boot(p, tmp_path)
+    assert time.monotonic() - started < 10
+
+
+def test_a_record_that_is_not_a_file_is_a_full_apply(root: Path, tmp_path: Path) -> None:
+    p = paths(root)
+    p.node_config.write_text(CONFIG)
+    engine.apply(p, target(root))
+    (p.state / "config-fastpath").unlink()
+    os.mkfifo(p.state / "config-fastpath")  # read would block the boot
+    assert "FULL APPLY" in boot(p, tmp_path)
+
+
+def test_a_remembered_address_that_is_not_one_is_ignored(root: Path) -> None:
+    p = paths(root)
+    p.state.mkdir(parents=True)
+    (p.state / "primary-mac").write_text("../../etc/x\n")
+    (root.parent / "net/eth0").rename(root.parent / "away")
+    p.node_config.write_text(CONFIG)
+    engine.apply(p, target(root))
+    assert (root / "etc/hostname").read_text().strip() == "macula-0000"

@@ -37,8 +37,12 @@ def _tree(root: Path) -> None:
     os.chmod(root / "etc/shadow", 0o640)
     os.link(root / "etc/os-release", root / "usr/os-release.hard")
     os.symlink("../etc/os-release", root / "usr/os-release")
+    (root / "usr/bin").mkdir()
+    (root / "usr/bin/su").write_bytes(b"\x7fELF")
+    os.chmod(root / "usr/bin/su", 0o4755)
     if os.geteuid() == 0:
         os.chown(root / "etc/shadow", 0, 42)
+        os.chown(root / "usr/lib/modules/big.ko", 1000, 1000)
 
 
 def _image(tmp: Path, slot_size: int | None = None) -> tuple[Path, dict[str, Any]]:
@@ -131,3 +135,24 @@ def test_only_release_compressors(tmp_path: Path) -> None:
     img, info = _image(tmp_path)
     with pytest.raises(MaculaError, match="not one of gzip, xz"):
         finalize.recompress_slot(img, info, "lz4")
+
+
+def test_only_root_may_compress_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unpacked by anyone else, owners, setuid bits and capabilities would be lost silently."""
+    img, info = _image(tmp_path)
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    with pytest.raises(MaculaError, match="needs root"):
+        finalize.recompress_slot(img, info, "gzip")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="owners are kept only as root")
+def test_a_packed_slot_that_lists_other_owners_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    img, info = _image(tmp_path)
+    before = img.read_bytes()
+    real = squashfs.command
+    monkeypatch.setattr(squashfs, "command", lambda spec, out: [*real(spec, out), "-all-root"])
+    with pytest.raises(MaculaError, match="does not list what the build VM packed"):
+        finalize.recompress_slot(img, info, "gzip")
+    assert img.read_bytes() == before  # nothing written

@@ -24,8 +24,9 @@ class Target:
     live: bool = True
     arch: str = "amd64"
     sysfs_net: Path = Path("/sys/class/net")
-    # the primary interface's address the last apply saw: the hostname keeps its suffix when a
-    # boot applies before the interface's driver has loaded
+    # the primary interface's address this apply goes by (fastpath.observe: the live one, else
+    # the last one seen, so the hostname keeps its suffix when a boot applies before the
+    # interface's driver has loaded); None: read it live
     known_mac: str | None = None
 
     def path(self, p: str) -> Path:
@@ -82,7 +83,7 @@ MANAGED = "# Managed by MaculaOS (maculaos config apply); edit /var/lib/maculaos
 
 
 def apply_hostname(cfg: dict[str, Any], t: Target) -> list[str]:
-    mac = identity.primary_mac(t.sysfs_net) or t.known_mac
+    mac = t.known_mac or identity.primary_mac(t.sysfs_net)
     name = identity.expand_hostname(cfg["maculaos.hostname"], mac)
     if identity.apply_hostname(name, etc=t.path("/etc"), live=t.live):
         return [f"hostname: {name}"]

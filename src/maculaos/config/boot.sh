@@ -9,25 +9,38 @@ node=${MACULAOS_NODE_CONFIG:-/var/lib/maculaos/config.yaml}
 image=${MACULAOS_IMAGE_DEFAULTS:-/usr/lib/maculaos/config.yaml}
 cmdline=${MACULAOS_CMDLINE:-/proc/cmdline}
 sysfs_net=${MACULAOS_SYSFS_NET:-/sys/class/net}
-# true when an Ethernet interface backed by a device is there (identity.primary_interface)
-physical_interface() {
+# The primary interface's address counts (the hostname is made from it: a disk moved to another
+# machine is a full apply). Early in the boot the interface may not be there yet (its driver not
+# loaded, udev not yet done renaming it): the address the last apply saw stands while no
+# interface is there, or while one of those there has it. An interface that has another
+# address, where the last apply saw that one or none, is a full apply. Physical interfaces as
+# identity.primary_interface counts them: backed by a device, Ethernet, a nonzero address.
+# (Until issue 10 this read the address file the last apply had used: under emulation the
+# interface appeared ~30 s after this unit started, and every boot applied in full.)
+address_now() {
+  first=
   for dev in "$sysfs_net"/*/device; do
-    [ -e "$dev" ] && [ "$(cat -- "${dev%/device}/type" 2>/dev/null)" = 1 ] && return 0
+    [ -e "$dev" ] || continue
+    read -r type < "${dev%/device}/type" 2>/dev/null && [ "$type" = 1 ] || continue
+    read -r addr < "${dev%/device}/address" 2>/dev/null || continue
+    case $addr in ""|00:00:00:00:00:00) continue ;; esac
+    [ "$addr" = "$1" ] && { echo "$addr"; return; }
+    first=${first:-$addr}
   done
-  return 1
+  echo "${first:-$1}"
 }
+# The record is a short line in a regular file; anything else (a FIFO, a huge file) is a full
+# apply, read at most 256 bytes of.
+record=
+[ -f "$state/config-fastpath" ] && record=$(head -c 256 -- "$state/config-fastpath" 2>/dev/null)
+want=${record%% *}
+mac_seen=${record#* }
+mac_seen=${mac_seen%%[!0-9a-f:-]*}
 # (a node config that is not a regular file -- a FIFO, a device -- could block sha256sum:
 # Python reports it instead)
-# The primary interface's address counts (the hostname is made from it: a disk moved to another
-# machine is a full apply) when its interface is there. Early in the boot its driver may not be
-# loaded yet, or udev not yet have renamed it: then the address the last apply saw stands in,
-# instead of every boot finding "no interface" and applying in full (issue 10).
-if [ -r "$state/config-fastpath" ] && { [ ! -e "$node" ] || [ -f "$node" ]; } &&
-   read -r want mac_file mac_seen < "$state/config-fastpath" &&
-   [ -n "$want" ] && [ -n "$mac_seen" ] &&
-   { mac_now=$(cat -- "$mac_file" 2>/dev/null) || mac_now=$mac_seen; } &&
-   { [ "$mac_seen" != "-" ] || ! physical_interface; } &&
-   [ "$(sh "$here/fingerprint.sh" "$node" "$image" "$cmdline" "$mac_now" "$here/applicators.py")" = "$want" ]; then
+if [ "${#want}" -eq 64 ] && [ -n "$mac_seen" ] && [ "$record" = "$want $mac_seen" ] &&
+   { [ ! -e "$node" ] || [ -f "$node" ]; } &&
+   [ "$(sh "$here/fingerprint.sh" "$node" "$image" "$cmdline" "$(address_now "$mac_seen")" "$here/applicators.py")" = "$want" ]; then
   echo "config unchanged since the last apply; its settings persist in /etc"
   exit 0
 fi

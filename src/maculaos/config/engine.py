@@ -104,8 +104,8 @@ def system_problems(values: dict[str, Any], target: Target) -> list[str]:
 def apply(p: Paths, target: Target, boot: bool = False) -> Result:
     """Apply the effective config; run_cmd runs at boot and after an apply that changed
     something. Only a config that applied without any error becomes the last good one."""
-    if target.known_mac is None:  # the hostname's stand-in while the interface is not there yet
-        target = dataclasses.replace(target, known_mac=fastpath.last_seen_mac(p.state))
+    # one address for the whole apply: the hostname and the fast-path record agree on it
+    target = dataclasses.replace(target, known_mac=fastpath.observe(p.state, target.sysfs_net))
 
     def system_check(values: dict[str, Any]) -> list[str]:
         return system_problems(values, target)
@@ -160,7 +160,7 @@ def apply(p: Paths, target: Target, boot: bool = False) -> Result:
             p.node_config,
             p.image_defaults,
             p.cmdline,
-            target.sysfs_net,
+            target.known_mac,
         )
         write_file(p.status_file, json.dumps(status, indent=2) + "\n", 0o600)
         p.timeout_file.unlink(missing_ok=True)  # this apply finished
