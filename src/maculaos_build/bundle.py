@@ -27,7 +27,7 @@ from maculaos import layout, squashfs
 from maculaos.arch import Architecture
 from maculaos.log import die, step
 from maculaos.upgrade.sources import INDEX_FORMAT
-from maculaos_build.finalize import artifact_name, sha256
+from maculaos_build.finalize import COMPRESSOR_OPTS, artifact_name, copy_slot, sha256, slot_a
 from maculaos_build.paths import CACHE
 
 KEYS = CACHE / "keys"
@@ -89,25 +89,14 @@ def slot_squashfs(image_dir: Path, dest: Path) -> Path:
     """Copy slot A's squashfs out of the built .img (offsets from manifest.json), verified
     against the sha256 the build recorded."""
     manifest = json.loads((image_dir / "manifest.json").read_text())
-    part = next(
-        p for p in manifest["partition_table"]["partitions"] if p["name"] == layout.SLOT_A.name
-    )
-    size = int(manifest["squashfs"]["size"])
+    part = slot_a(manifest, "manifest.json")
     img = image_dir / artifact_name(manifest["version"], Architecture(manifest["arch"]), "img")
-    with img.open("rb") as src, dest.open("wb") as out:
+    with img.open("rb") as src:
         src.seek(part["start_sector"] * 512)
-        (magic,) = struct.unpack("<I", src.read(4))
-        if magic != 0x73717368:
-            die(f"{img.name}: no squashfs at the start of {layout.SLOT_A.name}")
-        src.seek(part["start_sector"] * 512)
-        left = size
-        while left:
-            chunk = src.read(min(left, 1 << 22))
-            out.write(chunk)
-            left -= len(chunk)
-    if sha256(dest) != manifest["squashfs"]["sha256"]:
-        die(f"{img.name}: slot A does not match the squashfs sha256 in manifest.json")
-    return dest
+        (magic,) = struct.unpack("<I", src.read(4).ljust(4, b"\0"))
+    if magic != 0x73717368:
+        die(f"{img.name}: no squashfs at the start of {layout.SLOT_A.name}")
+    return copy_slot(img, part, manifest["squashfs"], dest, "in manifest.json")
 
 
 def restamp(
@@ -135,12 +124,11 @@ def restamp(
         osr.write_text("\n".join(lines) + "\n")
         if mutate:
             mutate(root)
-        opts = ("-Xcompression-level", "6") if compression == "gzip" else ()
         spec = squashfs.SquashfsSpec(
             source=str(root),
             dest=str(dest),
             compression=compression,
-            compression_opts=opts,
+            compression_opts=COMPRESSOR_OPTS.get(compression, ()),
             source_date_epoch=int(os.environ.get("SOURCE_DATE_EPOCH", "0")),
         )
         subprocess.run(squashfs.command(spec, str(dest)), check=True)

@@ -108,28 +108,13 @@ def recompress_slot(
             "capabilities only as root",
             hint="run scripts/build.sh as root",
         )
-    part = next(
-        (p for p in build_info["partition_table"]["partitions"] if p["name"] == layout.SLOT_A.name),
-        None,
-    )
-    if part is None:
-        die(f"build-info names no {layout.SLOT_A.name} partition: not a MaculaOS A/B image")
+    part = slot_a(build_info, "build-info")
     offset, capacity = part["start_sector"] * 512, part["size_sectors"] * 512
     old = build_info["squashfs"]
     size = int(old["size"])
     with tempfile.TemporaryDirectory(dir=workdir or img.parent, prefix=".repack-") as tmp:
         raw, tree, packed = Path(tmp) / "slot", Path(tmp) / "root", Path(tmp) / "packed"
-        with img.open("rb") as src, raw.open("wb") as dst:
-            src.seek(offset)
-            left = size
-            while left:
-                chunk = src.read(min(left, 1 << 22))
-                if not chunk:
-                    die(f"{img.name} ends inside slot A's squashfs")
-                dst.write(chunk)
-                left -= len(chunk)
-        if file_digest(str(raw)) != old["sha256"]:
-            die(f"{img.name}: slot A does not match the squashfs sha256 the build VM recorded")
+        copy_slot(img, part, old, raw, "the build VM recorded")
         with raw.open("rb") as f:  # the superblock's block size (offset 12, little-endian)
             block_size = int.from_bytes(f.read(16)[12:16], "little")
         _run(["unsquashfs", "-no-progress", "-d", str(tree), str(raw)], "unsquashfs")
@@ -157,6 +142,36 @@ def recompress_slot(
         if new < size:  # what the uncompressed slot left behind: a hole, as if never written
             _clear(img, offset + new, size - new)
     return {"compression": compression, "size": new, "sha256": digest}
+
+
+def slot_a(info: dict[str, Any], source: str) -> dict[str, Any]:
+    """Slot A's entry in the partition table of ``info`` (build-info or manifest.json)."""
+    part: dict[str, Any] | None = next(
+        (p for p in info["partition_table"]["partitions"] if p["name"] == layout.SLOT_A.name),
+        None,
+    )
+    if part is None:
+        die(f"{source} names no {layout.SLOT_A.name} partition: not a MaculaOS A/B image")
+    return part
+
+
+def copy_slot(
+    img: Path, part: dict[str, Any], recorded: dict[str, Any], dest: Path, by: str
+) -> Path:
+    """Copy slot A's squashfs (``recorded``: its size and sha256) out of ``img`` to ``dest``,
+    verified against that sha256 (``by`` says who recorded it)."""
+    with img.open("rb") as src, dest.open("wb") as out:
+        src.seek(part["start_sector"] * 512)
+        left = int(recorded["size"])
+        while left:
+            chunk = src.read(min(left, 1 << 22))
+            if not chunk:
+                die(f"{img.name} ends inside slot A's squashfs")
+            out.write(chunk)
+            left -= len(chunk)
+    if file_digest(str(dest)) != recorded["sha256"]:
+        die(f"{img.name}: slot A does not match the squashfs sha256 {by}")
+    return dest
 
 
 def _contents(image: Path) -> tuple[str, str]:

@@ -156,3 +156,13 @@ def test_a_packed_slot_that_lists_other_owners_is_refused(
     with pytest.raises(MaculaError, match="does not list what the build VM packed"):
         finalize.recompress_slot(img, info, "gzip")
     assert img.read_bytes() == before  # nothing written
+
+
+def test_an_image_cut_short_inside_the_slot_is_named_not_a_hang(tmp_path: Path) -> None:
+    """The copy out of the image (shared with bundle.slot_squashfs) stops at the image's end;
+    that copy used to read empty chunks forever."""
+    img, info = _image(tmp_path)
+    with img.open("r+b") as f:
+        f.truncate(START * 512 + 1000)
+    with pytest.raises(MaculaError, match="ends inside slot A's squashfs"):
+        finalize.copy_slot(img, {"start_sector": START}, info["squashfs"], tmp_path / "s", "x")
