@@ -4,7 +4,8 @@
 #   --fast   only the fast tier
 #   --full   the full tier: everything above plus the long runs kept out of CI's 60 minutes
 #            (a second power cut in the upgrade tier, then 100 power cuts on two nodes:
-#            tests/reliability/power_cut.py, about two hours; results in bench/results/)
+#            tests/reliability/power_cut.py, about two hours; results in bench/results/;
+#            then a second build of this commit, compared bit for bit: scripts/reproducible.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup-host.sh
@@ -27,4 +28,6 @@ pytest -q -s -m vm tests/vm/test_upgrade.py
 if [ "${MACULAOS_FULL:-}" = 1 ]; then
   echo "==> full tier: 100 power cuts during upgrades (two nodes)"
   python -m tests.reliability.power_cut --runs 100 --vms 2
+  echo "==> full tier: the same commit built twice is bit-identical"
+  ./scripts/reproducible.sh
 fi

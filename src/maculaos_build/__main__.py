@@ -9,7 +9,7 @@ from pathlib import Path
 
 from maculaos.arch import Architecture
 from maculaos.log import MaculaError
-from maculaos_build import basedisk, image
+from maculaos_build import basedisk, image, reproduce
 
 
 def _arch(value: str) -> Architecture:
@@ -53,6 +53,12 @@ def parser() -> argparse.ArgumentParser:
     )
     bd = sub.add_parser("base-disk", help="build (or reuse) the cached base disk")
     bd.add_argument("--arch", type=_arch, default=Architecture.amd64)
+    c = sub.add_parser(
+        "compare",
+        help="are two builds of one commit bit-identical (slot, SBOM, manifest)? exit 1 if not",
+    )
+    c.add_argument("first", type=Path, help="a build's output directory, e.g. output/0.1.0-amd64")
+    c.add_argument("second", type=Path, help="the other build's output directory")
     return p
 
 
@@ -64,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "base-disk":
             print(basedisk.ensure(args.arch).disk)
+        elif args.command == "compare":
+            report = reproduce.compare(args.first, args.second)
+            reproduce.print_report(report, args.first, args.second)
+            return 0 if report.identical else 1
         else:
             image.build(
                 image.BuildOptions(
@@ -78,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
             )
     except MaculaError as e:
         print(f"maculaos-build: error: {e}", file=sys.stderr)
+        if e.hint:
+            print(f"maculaos-build: hint: {e.hint}", file=sys.stderr)
         return 1
     return 0
 

@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ def finalize(
     arch: Architecture,
     build_seconds: float | None = None,
     compression: str | None = None,
+    add: Callable[[Path, dict[str, Any]], list[str]] | None = None,
 ) -> Path:
     disk = packer_dir / "build-vm-1"
     info_file = packer_dir / "build-info.json"
@@ -55,7 +57,9 @@ def finalize(
         )
     if compression and build_info["squashfs"]["compression"] != compression:
         with step(f"slot squashfs compressed with {compression} on this host"):
-            build_info["squashfs"] = recompress_slot(img, build_info, compression, packer_dir)
+            build_info["squashfs"] = recompress_slot(
+                img, build_info, compression, packer_dir, add=add
+            )
     with step(f"compressed qcow2 {qcow.name}"):
         subprocess.run(
             [
@@ -93,13 +97,19 @@ def finalize(
 
 
 def recompress_slot(
-    img: Path, build_info: dict[str, Any], compression: str, workdir: Path | None = None
+    img: Path,
+    build_info: dict[str, Any],
+    compression: str,
+    workdir: Path | None = None,
+    add: Callable[[Path, dict[str, Any]], list[str]] | None = None,
 ) -> dict[str, Any]:
     """Pack slot A's tree again with ``compression``, natively on this host, in place in
     ``img``; the new ``squashfs`` entry of build-info. The build VM packs the slot uncompressed:
     under TCG mksquashfs spends a minute compressing, xz four times that (docs/decisions/0011).
-    Same tree, block size, timestamps and sorted entries: the same bytes every time. The packed
-    slot must list exactly what the VM's did (owners, modes, links, times) before it is written."""
+    Same tree, block size, timestamps and sorted entries: the same bytes every time. ``add``
+    may put files into the unpacked tree first (the SBOM, made from that tree) and returns
+    their paths; the packed slot must list exactly what the VM's did plus those (owners, modes,
+    links, times) before it is written."""
     if compression not in COMPRESSOR_OPTS:
         die(f"slot compression {compression!r} is not one of {', '.join(COMPRESSOR_OPTS)}")
     if os.geteuid() != 0:  # as anyone else unsquashfs drops owners, setuid bits, capabilities
@@ -118,6 +128,7 @@ def recompress_slot(
         with raw.open("rb") as f:  # the superblock's block size (offset 12, little-endian)
             block_size = int.from_bytes(f.read(16)[12:16], "little")
         _run(["unsquashfs", "-no-progress", "-d", str(tree), str(raw)], "unsquashfs")
+        added = add(tree, build_info) if add else []
         spec = squashfs.SquashfsSpec(
             source=str(tree),
             dest=str(packed),
@@ -128,7 +139,7 @@ def recompress_slot(
         )
         squashfs.validate(spec)
         _run(squashfs.command(spec, str(packed)), "mksquashfs")
-        if _contents(packed) != _contents(raw):
+        if _contents(packed, without=added) != _contents(raw):
             die("the compressed slot does not list what the build VM packed (owners, modes, "
                 "links or times differ)")  # fmt: skip
         new = packed.stat().st_size
@@ -174,19 +185,23 @@ def copy_slot(
     return dest
 
 
-def _contents(image: Path) -> tuple[str, str]:
+def _contents(image: Path, without: list[str] | None = None) -> tuple[str, int]:
     """What a squashfs holds, as unsquashfs lists it (path, type, mode, owner, size, time, link
     target) and its inode count (hard links share one). A directory's size is left out: it is
-    the size of its on-disk listing, which squashfs-tools versions lay out differently."""
+    the size of its on-disk listing, which squashfs-tools versions lay out differently.
+    ``without``: paths (relative, regular files) left out of the listing and the count."""
     said = subprocess.run(
         ["unsquashfs", "-lln", "-d", "", str(image)], capture_output=True, text=True, check=False
     ).stdout
-    listing = "\n".join(DIR_SIZE.sub(r"\1-", ln) for ln in said.splitlines())
+    skip = {f" /{p}" for p in without or []}
+    lines = [ln for ln in said.splitlines() if not any(ln.endswith(s) for s in skip)]
+    listing = "\n".join(DIR_SIZE.sub(r"\1-", ln) for ln in lines)
     stats = subprocess.run(
         ["unsquashfs", "-s", str(image)], capture_output=True, text=True, check=False
     ).stdout
-    inodes = next((ln for ln in stats.splitlines() if ln.startswith("Number of inodes")), "")
-    return listing, inodes
+    found = re.search(r"^Number of inodes (\d+)", stats, re.M)
+    inodes = int(found.group(1)) if found else -1
+    return listing, inodes - len(without or [])
 
 
 def _run(cmd: list[str], what: str) -> None:

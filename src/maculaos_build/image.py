@@ -147,6 +147,7 @@ def build(opts: BuildOptions) -> Path:
             f"packer build failed (exit {rc})",
             hint=f"see the log above and the VM console in {packer_dir}.serial.log",
         )
+    apt_cache = CACHE / "apt" / opts.arch.value
     with step("artifacts"):
         out = finalize.finalize(
             packer_dir,
@@ -155,10 +156,12 @@ def build(opts: BuildOptions) -> Path:
             opts.arch,
             build_seconds=time.monotonic() - started,
             compression=opts.compression,
+            # the slot carries its own SBOM (sbom.IN_IMAGE), made from the tree it is packed from
+            add=lambda tree, info: sbom.embed(tree, info, apt_cache),
         )
     shutil.rmtree(packer_dir, ignore_errors=True)
     bundle.for_image(out)
-    sbom.write(out, CACHE / "apt" / opts.arch.value)
+    sbom.write(out, apt_cache)
     info(f"artifacts in {out}:")
     for p in sorted(out.iterdir()):
         info(f"  {p.name}  ({p.stat().st_size / 1048576:.1f} MiB)")

@@ -12,7 +12,9 @@ two builds of the same slot give the same document (its timestamp is SOURCE_DATE
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
+import os
 import re
 import subprocess
 import tempfile
@@ -32,6 +34,8 @@ MAX_STATUS = 64 << 20
 DEP5_FORMAT = re.compile(r"^Format:\s*\S*copyright-format/1\.0", re.I | re.M)
 # what a licence short name may contain (DEP-5 names: GPL-2+, BSD-3-clause, public-domain, ...)
 LICENSE_WORD = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+_-]{0,63}$")
+# where the image carries its own SBOM (a node answers "what do you run" without the network)
+IN_IMAGE = Path("/usr/lib/maculaos/sbom.cdx.json")
 NAMESPACE = uuid.UUID("6b7e1c52-5d1e-4f0e-9a8e-3c1d2f4a5b6c")  # MaculaOS SBOM serial numbers
 
 
@@ -135,7 +139,7 @@ def document(
     version: str,
     arch: Architecture,
     source_date_epoch: int,
-    squashfs_sha256: str,
+    squashfs_sha256: str | None,
     packages: list[dict[str, str]],
     package_licenses: dict[str, list[str]],
     debs: dict[tuple[str, str, str], str],
@@ -174,7 +178,13 @@ def document(
             }
         )
     stamp = datetime.datetime.fromtimestamp(source_date_epoch, datetime.UTC)
-    serial = f"{version}/{arch.value}/{squashfs_sha256}"
+    if squashfs_sha256:
+        serial = f"{version}/{arch.value}/{squashfs_sha256}"
+        where = {"name": "maculaos:squashfs-sha256", "value": squashfs_sha256}
+    else:  # the copy inside the slot: named by what it lists (its slot's digest comes after it)
+        listed = json.dumps([c.get("purl") or c["name"] for c in components])
+        serial = f"{version}/{arch.value}/in-image/{hashlib.sha256(listed.encode()).hexdigest()}"
+        where = {"name": "maculaos:sbom-location", "value": str(IN_IMAGE)}
     return {
         "bomFormat": "CycloneDX",
         "specVersion": "1.5",
@@ -189,13 +199,26 @@ def document(
                 "version": version,
                 "properties": [
                     {"name": "maculaos:arch", "value": arch.value},
-                    {"name": "maculaos:squashfs-sha256", "value": squashfs_sha256},
+                    where,
                 ],
             },
             "tools": {"components": [{"type": "application", "name": "maculaos-build"}]},
         },
         "components": components,
     }
+
+
+def from_tree(root: Path) -> tuple[list[dict[str, str]], dict[str, list[str]]]:
+    """Installed packages and their licences, read out of an unpacked root (``root``)."""
+    status = _read_bounded(root / "var/lib/dpkg/status", MAX_STATUS)
+    if not status:
+        die(f"no dpkg database (var/lib/dpkg/status) in {root}: cannot list the packages")
+    packages = installed_packages(status)
+    found: dict[str, list[str]] = {}
+    for pkg in packages:
+        path = _inside(root, root / "usr/share/doc" / pkg["name"] / "copyright")
+        found[pkg["name"]] = licenses(_read_bounded(path, MAX_COPYRIGHT) if path else None)
+    return packages, found
 
 
 def from_slot(slot: Path) -> tuple[list[dict[str, str]], dict[str, list[str]]]:
@@ -209,18 +232,41 @@ def from_slot(slot: Path) -> tuple[list[dict[str, str]], dict[str, list[str]]]:
             text=True,
             check=False,
         )  # fmt: skip
-        status = _read_bounded(root / "var/lib/dpkg/status", MAX_STATUS)
-        if r.returncode != 0 or not status:
+        if r.returncode != 0 or not (root / "var/lib/dpkg/status").is_file():
             die(
                 f"{slot.name}: cannot read the dpkg database out of the slot",
                 hint=(r.stderr.strip() or "no var/lib/dpkg/status in the slot")[-500:],
             )
-        packages = installed_packages(status)
-        found: dict[str, list[str]] = {}
-        for pkg in packages:
-            path = _inside(root, root / "usr/share/doc" / pkg["name"] / "copyright")
-            found[pkg["name"]] = licenses(_read_bounded(path, MAX_COPYRIGHT) if path else None)
-    return packages, found
+        return from_tree(root)
+
+
+def embed(root: Path, build_info: dict[str, Any], apt_cache: Path) -> list[str]:
+    """Write the SBOM into the unpacked slot ``root`` (``IN_IMAGE``) before it is packed: the
+    node carries the list of what it runs. It is the document published next to the image
+    without the digests of the artifacts, which cannot be known before the slot they contain is
+    packed. The paths it added, relative to ``root``."""
+    packages, found = from_tree(root)
+    doc = document(
+        version=str(build_info["version"]),
+        arch=Architecture(build_info["arch"]),
+        source_date_epoch=int(build_info.get("source_date_epoch") or 0),
+        squashfs_sha256=None,
+        packages=packages,
+        package_licenses=found,
+        debs=deb_hashes(apt_cache),
+        artifacts={},
+    )
+    parent = root / IN_IMAGE.parent.relative_to("/")
+    if parent.is_symlink() or not parent.is_dir():
+        die(f"{IN_IMAGE.parent} is not a directory in the slot: the base role makes it")
+    data = (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode()
+    # O_EXCL|O_NOFOLLOW: never over a file the roles put there, never through a link
+    fd = os.open(parent / IN_IMAGE.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                 0o644)  # fmt: skip
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.chmod(parent / IN_IMAGE.name, 0o644)  # whatever the umask
+    return [str(IN_IMAGE.relative_to("/"))]
 
 
 def write(image_dir: Path, apt_cache: Path) -> Path:

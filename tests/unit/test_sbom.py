@@ -199,3 +199,73 @@ def test_deb_hashes_read_debian_file_names(tmp_path: Path) -> None:
     got = sbom.deb_hashes(tmp_path)
     assert list(got) == [("openssh-server", "1:10.0p1-7", "amd64")]
     assert sbom.deb_hashes(tmp_path / "missing") == {}
+
+
+def _root(tmp: Path) -> Path:
+    root = tmp / "root"
+    (root / "var/lib/dpkg").mkdir(parents=True)
+    (root / "var/lib/dpkg/status").write_text(STATUS)
+    (root / "usr/share/doc/openssh-server").mkdir(parents=True)
+    (root / "usr/share/doc/openssh-server/copyright").write_text(
+        DEP5 + "\nFiles: *\nLicense: BSD-2-clause\n"
+    )
+    (root / "usr/lib/maculaos").mkdir(parents=True)
+    return root
+
+
+INFO = {"version": "1.2.3", "arch": "amd64", "source_date_epoch": 1795795390}
+
+
+def test_the_image_carries_its_own_sbom(tmp_path: Path) -> None:
+    """Goal 6: the SBOM is inside the image, too: the same packages, licences and .deb digests
+    as the published one, without the digests of artifacts made after the slot."""
+    root = _root(tmp_path)
+    apt = tmp_path / "apt"
+    apt.mkdir()
+    (apt / "libc6_2.41-12_amd64.deb").write_bytes(b"deb")
+    old = os.umask(0o077)
+    try:
+        added = sbom.embed(root, INFO, apt)
+    finally:
+        os.umask(old)
+    assert added == ["usr/lib/maculaos/sbom.cdx.json"]
+    inside = root / added[0]
+    assert inside.stat().st_mode & 0o777 == 0o644  # readable by the macula user
+    doc = json.loads(inside.read_text())
+    names = sorted(c["name"] for c in doc["components"])
+    assert names == ["held", "libc6", "libc6", "openssh-server"]
+    assert all(c["type"] == "library" for c in doc["components"])
+    ssh = next(c for c in doc["components"] if c["name"] == "openssh-server")
+    assert ssh["licenses"] == [{"license": {"name": "BSD-2-clause"}}]
+    libc = [c for c in doc["components"] if c.get("hashes")]
+    assert [c["properties"][0]["value"] for c in libc] == ["amd64"]
+    props = {p["name"]: p["value"] for p in doc["metadata"]["component"]["properties"]}
+    assert props == {"maculaos:arch": "amd64", "maculaos:sbom-location": str(sbom.IN_IMAGE)}
+    # the same tree gives the same document; another package set another serial number
+    again = _root(tmp_path / "again")
+    sbom.embed(again, INFO, apt)
+    assert (again / added[0]).read_bytes() == inside.read_bytes()
+    other = _root(tmp_path / "other")
+    (other / "var/lib/dpkg/status").write_text(STATUS.replace("2.41-12", "2.41-13"))
+    sbom.embed(other, INFO, apt)
+    assert json.loads((other / added[0]).read_text())["serialNumber"] != doc["serialNumber"]
+
+
+def test_embedding_never_overwrites_or_follows_a_link(tmp_path: Path) -> None:
+    root = _root(tmp_path)
+    (root / "usr/lib/maculaos/sbom.cdx.json").write_text("a role's file\n")
+    with pytest.raises(FileExistsError):
+        sbom.embed(root, INFO, tmp_path)
+    assert (root / "usr/lib/maculaos/sbom.cdx.json").read_text() == "a role's file\n"
+    linked = _root(tmp_path / "linked")
+    outside = tmp_path / "host"
+    outside.write_text("host file\n")
+    (linked / "usr/lib/maculaos/sbom.cdx.json").symlink_to(outside)
+    with pytest.raises(OSError):
+        sbom.embed(linked, INFO, tmp_path)
+    assert outside.read_text() == "host file\n"
+    moved = _root(tmp_path / "moved")
+    (moved / "usr/lib/maculaos").rmdir()
+    (moved / "usr/lib/maculaos").symlink_to(tmp_path)
+    with pytest.raises(Exception, match="is not a directory in the slot"):
+        sbom.embed(moved, INFO, tmp_path)

@@ -166,3 +166,40 @@ def test_an_image_cut_short_inside_the_slot_is_named_not_a_hang(tmp_path: Path) 
         f.truncate(START * 512 + 1000)
     with pytest.raises(MaculaError, match="ends inside slot A's squashfs"):
         finalize.copy_slot(img, {"start_sector": START}, info["squashfs"], tmp_path / "s", "x")
+
+
+def test_files_added_to_the_tree_are_packed_and_nothing_else_changes(tmp_path: Path) -> None:
+    """What the host adds (the SBOM) lands in the slot; the rest lists as the VM packed it."""
+    img, info = _image(tmp_path)
+    before = _listing(tmp_path / "plain.squashfs")
+
+    def add(tree: Path, build_info: dict[str, Any]) -> list[str]:
+        assert build_info is info
+        (tree / "usr/bom.json").write_text("{}\n")
+        return ["usr/bom.json"]
+
+    entry = finalize.recompress_slot(img, info, "gzip", add=add)
+    out = tmp_path / "out.squashfs"
+    out.write_bytes(_slot(img, entry["size"]))
+    after = _listing(out).splitlines()
+    assert [ln for ln in after if ln.endswith("-root/usr/bom.json")]
+    rest = [ln for ln in after if not ln.endswith("-root/usr/bom.json")]
+    # (a directory's listed size is its listing's: /usr's grew by one entry)
+    mask = finalize.DIR_SIZE
+    assert [mask.sub(r"\1-", ln) for ln in rest] == [
+        mask.sub(r"\1-", ln) for ln in before.splitlines()
+    ]
+
+
+@pytest.mark.parametrize("said", [[], ["usr/other.json"], ["usr/bom.json", "usr/b2.json"]])
+def test_a_tree_changed_beyond_what_was_said_is_refused(tmp_path: Path, said: list[str]) -> None:
+    img, info = _image(tmp_path)
+    before = img.read_bytes()
+
+    def add(tree: Path, build_info: dict[str, Any]) -> list[str]:
+        (tree / "usr/bom.json").write_text("{}\n")
+        return said
+
+    with pytest.raises(MaculaError, match="does not list what the build VM packed"):
+        finalize.recompress_slot(img, info, "gzip", add=add)
+    assert img.read_bytes() == before
