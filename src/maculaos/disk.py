@@ -14,6 +14,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import shutil
 import stat
 import subprocess
 import tempfile
@@ -335,6 +336,28 @@ def read_table(path: str, run: Runner = default_runner) -> dict[str, Any] | None
         return None
 
 
+def source_date_epoch() -> int | None:
+    """SOURCE_DATE_EPOCH from the environment (reproducible-builds.org), if it is a time."""
+    value = os.environ.get("SOURCE_DATE_EPOCH", "")
+    return int(value) if value.isdigit() and len(value) <= 12 else None
+
+
+def _stamped_copy(source: str, dest: str) -> str:
+    """``source`` as the FAT filesystem will hold it. FAT keeps a time for every entry, and the
+    files of a build's ESP tree carry the time they were made: under SOURCE_DATE_EPOCH a copy
+    with every time set to it, so two builds write the same bytes (docs/decisions/0012).
+    Without it, ``source`` itself."""
+    epoch = source_date_epoch()
+    if epoch is None:
+        return source
+    shutil.copytree(source, dest, symlinks=False)
+    for top, dirs, files in os.walk(dest):
+        for name in dirs + files:
+            os.utime(os.path.join(top, name), (epoch, epoch), follow_symlinks=False)
+    os.utime(dest, (epoch, epoch))
+    return dest
+
+
 def make_filesystem(part: Placed, out: str, seed: str, run: Runner = default_runner) -> None:
     """Create the partition's filesystem as a sparse file ``out`` of the partition's size."""
     s = part.spec
@@ -345,19 +368,16 @@ def make_filesystem(part: Placed, out: str, seed: str, run: Runner = default_run
         volid = hashlib.sha256(f"{seed}:{s.name}".encode()).hexdigest()[:8]
         run(["mkfs.vfat", "-i", volid, "-n", (s.label or s.name)[:11].upper(), out])
         if s.source:
-            entries = sorted(os.listdir(s.source))
-            if entries:
-                run(
-                    [
-                        "mcopy",
-                        "-s",
-                        "-m",
-                        "-i",
-                        out,
-                        *[os.path.join(s.source, e) for e in entries],
-                        "::/",
-                    ]
-                )
+            tree = _stamped_copy(s.source, out + ".tree")
+            try:
+                entries = sorted(os.listdir(tree))
+                if entries:
+                    # -m: each entry keeps its (stamped) time instead of the time of the copy
+                    run(["mcopy", "-s", "-m", "-i", out, *[os.path.join(tree, e) for e in entries],
+                         "::/"])  # fmt: skip
+            finally:
+                if tree != s.source:
+                    shutil.rmtree(tree, ignore_errors=True)
     elif s.filesystem == "ext4":
         cmd = [
             "mkfs.ext4",

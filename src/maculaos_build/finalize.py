@@ -18,6 +18,8 @@ from maculaos.disk import file_digest
 from maculaos.log import die, step
 
 DIR_SIZE = re.compile(r"^(d\S+ \S+\s+)\d+")  # unsquashfs -lln: mode, owner, size
+# unsquashfs -lln: mode owner/group size-or-device date time path[ -> target]
+LISTED = re.compile(r"^\S+ \S+\s+\d+(?:,\s*\d+)? \d{4}-\d\d-\d\d \d\d:\d\d (/.*)$")
 # the release compressors' options (the guest's "none" is compressed again with one of these)
 COMPRESSOR_OPTS: dict[str, tuple[str, ...]] = {"gzip": ("-Xcompression-level", "6"), "xz": ()}
 
@@ -47,6 +49,12 @@ def finalize(
             hint="look at the packer log above and at the serial log next to that directory",
         )
     build_info = json.loads(info_file.read_text())
+    if add and not (compression and build_info["squashfs"]["compression"] != compression):
+        die(
+            f"the build VM packed the slot with {build_info['squashfs']['compression']}: there "
+            "is no repacking on this host to add the SBOM to",
+            hint="the wrapper has the VM pack it uncompressed (squashfs_compression none)",
+        )
     out = output / f"{version}-{arch.value}"
     out.mkdir(parents=True, exist_ok=True)
     img = out / artifact_name(version, arch, "img")
@@ -185,23 +193,39 @@ def copy_slot(
     return dest
 
 
+def listed_path(line: str) -> str | None:
+    """The path an ``unsquashfs -lln -d ""`` line lists (a symlink's target left out)."""
+    m = LISTED.match(line)
+    return m.group(1).split(" -> ")[0] if m else None
+
+
 def _contents(image: Path, without: list[str] | None = None) -> tuple[str, int]:
     """What a squashfs holds, as unsquashfs lists it (path, type, mode, owner, size, time, link
     target) and its inode count (hard links share one). A directory's size is left out: it is
     the size of its on-disk listing, which squashfs-tools versions lay out differently.
-    ``without``: paths (relative, regular files) left out of the listing and the count."""
+    ``without``: paths (relative, regular files) that must each be listed exactly once, as a
+    regular file; they are left out of the listing and the count."""
     said = subprocess.run(
         ["unsquashfs", "-lln", "-d", "", str(image)], capture_output=True, text=True, check=False
     ).stdout
-    skip = {f" /{p}" for p in without or []}
-    lines = [ln for ln in said.splitlines() if not any(ln.endswith(s) for s in skip)]
+    skip = {f"/{p}" for p in without or []}
+    lines: list[str] = []
+    seen: list[str] = []
+    for ln in said.splitlines():
+        path = listed_path(ln)
+        if path in skip and path and ln.startswith("-"):
+            seen.append(path)
+        else:
+            lines.append(ln)
+    if sorted(seen) != sorted(skip):
+        return "(added files missing or listed twice)", -1
     listing = "\n".join(DIR_SIZE.sub(r"\1-", ln) for ln in lines)
     stats = subprocess.run(
         ["unsquashfs", "-s", str(image)], capture_output=True, text=True, check=False
     ).stdout
     found = re.search(r"^Number of inodes (\d+)", stats, re.M)
     inodes = int(found.group(1)) if found else -1
-    return listing, inodes - len(without or [])
+    return listing, inodes - len(seen)
 
 
 def _run(cmd: list[str], what: str) -> None:

@@ -1,9 +1,8 @@
 """`maculaos-build compare A B`: are two builds of one commit bit-identical where they must be.
 
 Two builds from the same commit and the same package set must give the same slot squashfs
-byte for byte, the same SBOM and the same ``manifest.json`` apart from when the build ran and
-how long it took (docs/decisions/0012). The disk image around the slot is compared too and
-reported, but it is not the release's identity: the bundle carries the slot alone.
+byte for byte, the same disk images, the same SBOM and the same ``manifest.json`` apart from
+when the build ran and how long it took (docs/decisions/0012).
 
 When the slots differ, the report names what differs inside them (listing and file contents),
 which is the part a person chasing a source of non-determinism needs.
@@ -14,59 +13,101 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from maculaos.log import die
-from maculaos_build.finalize import copy_slot, slot_a
+from maculaos_build.finalize import copy_slot, listed_path, slot_a
 
 # what may differ between two builds of one commit: when each ran and how long it took
 VOLATILE = ("build_time", "build_seconds")
-# the manifest's entry for the artifacts themselves: the disk image holds the state partition,
-# made anew by each build, so its digest is reported, not required
+# the disk images: the same bytes (sha256, size) are required; how many blocks the build
+# host's filesystem allocated to the sparse .img is the host's, not the build's
 ARTIFACTS = "artifacts"
+DIGESTED = ("sha256", "size")
 MAX_MANIFEST = 4 << 20  # a manifest is about 10 KiB; a bigger file is not one
 MAX_LISTED = 40  # differing paths printed before "... and N more"
-# unsquashfs -lln: mode owner/group size-or-device date time path[ -> target]
-LISTED = re.compile(r"^\S+ \S+\s+\d+(?:,\s*\d+)? \d{4}-\d\d-\d\d \d\d:\d\d (/.*)$")
 
 
 @dataclass
 class Report:
     same: list[str] = field(default_factory=list)
     differ: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
 
     @property
     def identical(self) -> bool:
         return not self.differ
 
 
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _bad(path: Path, what: str) -> NoReturn:
+    die(f"{path} is not a MaculaOS build manifest: {what}",
+        hint="pass two builds' output directories, e.g. output/0.1.0-amd64")  # fmt: skip
+
+
+def _count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 def _manifest(directory: Path) -> dict[str, Any]:
+    """``directory``'s manifest.json, with the entries compare relies on checked."""
     path = directory / "manifest.json"
     if not path.is_file():
         die(f"{directory} has no manifest.json", hint="pass a build's output directory, "
             "e.g. output/0.1.0-amd64")  # fmt: skip
-    if path.stat().st_size > MAX_MANIFEST:
-        die(f"{path} is {path.stat().st_size} bytes: not a build manifest")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        die(f"{path} is not JSON: {e}")
-    if not isinstance(data, dict) or not isinstance(data.get("squashfs"), dict):
-        die(f"{path} is not a MaculaOS build manifest (no squashfs entry)")
+        if path.stat().st_size > MAX_MANIFEST:
+            _bad(path, f"{path.stat().st_size} bytes (a manifest is a few KiB)")
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except OSError as e:
+        die(f"cannot read {path}: {e.strerror}", hint="run it as the user that built it, or root")
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        _bad(path, f"not JSON ({str(e)[:200]})")
+    if not isinstance(data, dict):
+        _bad(path, "not a JSON object")
+    fs = data.get("squashfs")
+    if not isinstance(fs, dict) or not SHA256.match(str(fs.get("sha256"))):
+        _bad(path, "no squashfs.sha256 (64 hex digits)")
+    if not _count(fs.get("size")):
+        _bad(path, "squashfs.size is not a byte count")
+    table = data.get("partition_table")
+    parts = table.get("partitions") if isinstance(table, dict) else None
+    if not isinstance(parts, list) or not all(isinstance(p, dict) for p in parts):
+        _bad(path, "no partition_table.partitions list")
+    part = slot_a(data, str(path))
+    if not (_count(part.get("start_sector")) and _count(part.get("size_sectors"))):
+        _bad(path, f"{part.get('name')}: start_sector and size_sectors must be sector counts")
+    if fs["size"] > part["size_sectors"] * 512:
+        _bad(path, f"squashfs.size {fs['size']} is larger than its partition")
+    arts = data.get(ARTIFACTS, {})
+    if not isinstance(arts, dict) or not all(isinstance(v, dict) for v in arts.values()):
+        _bad(path, "artifacts is not an object of objects")
     return data
 
 
-def _artifact(directory: Path, manifest: dict[str, Any], ext: str) -> Path | None:
-    for name in manifest.get(ARTIFACTS) or {}:
-        if isinstance(name, str) and name.endswith(f".{ext}") and "/" not in name:
-            return directory / name
-    found = sorted(directory.glob(f"*.{ext}"))
-    return found[0] if len(found) == 1 else None
+def _image(directory: Path, manifest: dict[str, Any]) -> Path:
+    names = [n for n in manifest.get(ARTIFACTS, {}) if n.endswith(".img") and "/" not in n]
+    found: list[Path] = [directory / str(n) for n in names if (directory / str(n)).is_file()]
+    if len(found) != 1:
+        die(
+            f"{directory} has no raw disk image its manifest names (the .img)",
+            hint="compare needs the .img of both builds: it reads the slots out of them",
+        )
+    return found[0]
+
+
+def _sbom(directory: Path, manifest: dict[str, Any]) -> Path | None:
+    entry = manifest.get("sbom")
+    name = entry.get("file") if isinstance(entry, dict) else None
+    if isinstance(name, str) and "/" not in name and (directory / name).is_file():
+        return directory / name
+    return None
 
 
 def _file_sha256(path: Path) -> str:
@@ -78,8 +119,17 @@ def _file_sha256(path: Path) -> str:
 
 
 def compare(a: Path, b: Path, *, look_inside: bool = True) -> Report:
-    """Compare the build in output directory ``a`` with the one in ``b``."""
+    """Compare the build in output directory ``a`` with the one in ``b``. Each slot is read
+    out of its own disk image and checked against its manifest's sha256 first: the verdict is
+    about the bytes, not about what two manifests claim."""
+    if a.resolve() == b.resolve():
+        die(f"{a} and {b} are the same directory",
+            hint="build the commit a second time: scripts/reproducible.sh")  # fmt: skip
+    for tool in ("unsquashfs",):
+        if not shutil.which(tool):
+            die(f"{tool} not found", hint="install squashfs-tools (scripts/setup-host.sh)")
     ma, mb = _manifest(a), _manifest(b)
+    img_a, img_b = _image(a, ma), _image(b, mb)
     r = Report()
     keys = sorted((set(ma) | set(mb)) - set(VOLATILE) - {ARTIFACTS})
     differing = [k for k in keys if ma.get(k) != mb.get(k)]
@@ -87,81 +137,86 @@ def compare(a: Path, b: Path, *, look_inside: bool = True) -> Report:
         r.differ.append(f"manifest.json differs in: {', '.join(differing)}")
     else:
         r.same.append(f"manifest.json (all {len(keys)} entries but {', '.join(VOLATILE)})")
-    sa, sb = ma["squashfs"].get("sha256"), mb["squashfs"].get("sha256")
-    if sa and sa == sb:
-        r.same.append(f"slot squashfs sha256 {sa} ({ma['squashfs'].get('size')} bytes)")
-    else:
-        r.differ.append(f"slot squashfs: {sa} != {sb}")
-        if look_inside:
-            r.differ.extend(_inside_slots(a, ma, b, mb))
-    sbom_a, sbom_b = _artifact(a, ma, "cdx.json"), _artifact(b, mb, "cdx.json")
-    if sbom_a and sbom_b and sbom_a.is_file() and sbom_b.is_file():
+    scratch = Path("/var/tmp") if Path("/var/tmp").is_dir() else None  # a slot unpacks to GBs
+    with tempfile.TemporaryDirectory(dir=scratch, prefix="maculaos-compare-") as tmp:
+        raws = [
+            copy_slot(img, slot_a(m, "manifest"), m["squashfs"], Path(tmp) / tag, f"{d}'s records")
+            for tag, img, m, d in (("a", img_a, ma, a), ("b", img_b, mb, b))
+        ]
+        sa, sb = ma["squashfs"]["sha256"], mb["squashfs"]["sha256"]
+        if sa == sb:
+            r.same.append(f"slot squashfs sha256 {sa} ({ma['squashfs']['size']} bytes)")
+        else:
+            r.differ.append(f"slot squashfs: {sa} != {sb}")
+            if look_inside:
+                r.differ.extend(_inside_slots(raws, Path(tmp)))
+    sbom_a, sbom_b = _sbom(a, ma), _sbom(b, mb)
+    if sbom_a and sbom_b:
         if _file_sha256(sbom_a) == _file_sha256(sbom_b):
             r.same.append(f"SBOM {sbom_a.name}")
         else:
             r.differ.append(f"SBOM {sbom_a.name} differs")
     else:
-        r.differ.append("SBOM missing from one of the builds")
-    arts_a, arts_b = ma.get(ARTIFACTS) or {}, mb.get(ARTIFACTS) or {}
+        r.differ.append("SBOM missing from one of the builds (manifest.json names none)")
+    arts_a, arts_b = ma.get(ARTIFACTS, {}), mb.get(ARTIFACTS, {})
     for name in sorted(set(arts_a) | set(arts_b)):
-        da = (arts_a.get(name) or {}).get("sha256")
-        db = (arts_b.get(name) or {}).get("sha256")
-        r.notes.append(f"{name}: {'identical' if da and da == db else 'differs'}")
+        ea, eb = (
+            {k: v for k, v in e.get(name, {}).items() if k in DIGESTED} for e in (arts_a, arts_b)
+        )
+        if ea and ea == eb:
+            r.same.append(f"{name} (sha256 {ea.get('sha256')})")
+        else:
+            r.differ.append(f"{name}: {ea.get('sha256')} != {eb.get('sha256')}")
     return r
 
 
-def _inside_slots(a: Path, ma: dict[str, Any], b: Path, mb: dict[str, Any]) -> list[str]:
+def _inside_slots(raws: list[Path], tmp: Path) -> list[str]:
     """What differs between the two slots: paths listed by one and not the other, metadata,
     then file contents."""
-    img_a, img_b = _artifact(a, ma, "img"), _artifact(b, mb, "img")
-    if not (img_a and img_b and img_a.is_file() and img_b.is_file()):
-        return ["(no raw .img in both builds to look inside the slots)"]
-    with tempfile.TemporaryDirectory(prefix="maculaos-compare-") as tmp:
-        trees, listings = [], []
-        for tag, img, m in (("a", img_a, ma), ("b", img_b, mb)):
-            raw = copy_slot(img, slot_a(m, "manifest.json"), m["squashfs"], Path(tmp) / tag,
-                            "its manifest records")  # fmt: skip
-            listing = subprocess.run(
-                ["unsquashfs", "-lln", "-d", "", str(raw)],
-                capture_output=True, text=True, check=False,
-            ).stdout  # fmt: skip
-            listings.append(_by_path(listing))
-            tree = Path(tmp) / f"{tag}-root"
-            subprocess.run(
-                ["unsquashfs", "-q", "-n", "-d", str(tree), str(raw)],
-                capture_output=True, check=False,
-            )  # fmt: skip
-            trees.append(tree)
-        out: list[str] = []
-        la, lb = listings
-        only_a = sorted(set(la) - set(lb))
-        only_b = sorted(set(lb) - set(la))
-        changed_meta = sorted(p for p in set(la) & set(lb) if la[p] != lb[p])
-        changed_data = sorted(
-            p
-            for p in set(la) & set(lb)
-            if la[p].startswith("-") and _content_differs(trees[0], trees[1], p)
+    trees, listings = [], []
+    for raw in raws:
+        listing = subprocess.run(
+            ["unsquashfs", "-lln", "-d", "", str(raw)], capture_output=True, text=True, check=False
         )
-        for title, paths in (
-            ("only in the first", only_a),
-            ("only in the second", only_b),
-            ("owner, mode, size or link differs", changed_meta),
-            ("contents differ", changed_data),
-        ):
-            if paths:
-                shown = ", ".join(p.removeprefix("/") for p in paths[:MAX_LISTED])
-                more = f" ... and {len(paths) - MAX_LISTED} more" if len(paths) > MAX_LISTED else ""
-                out.append(f"  {title} ({len(paths)}): {shown}{more}")
-        return out or ["  the slots list and hold the same files: they differ in layout only"]
+        tree = tmp / f"{raw.name}-root"
+        unpacked = subprocess.run(
+            ["unsquashfs", "-q", "-n", "-d", str(tree), str(raw)], capture_output=True, text=True,
+            check=False,
+        )  # fmt: skip
+        if listing.returncode != 0 or unpacked.returncode != 0:
+            die(f"unsquashfs cannot read a slot: {(unpacked.stderr or listing.stderr)[-500:]}")
+        listings.append(_by_path(listing.stdout))
+        trees.append(tree)
+    out: list[str] = []
+    la, lb = listings
+    only_a = sorted(set(la) - set(lb))
+    only_b = sorted(set(lb) - set(la))
+    changed_meta = sorted(p for p in set(la) & set(lb) if la[p] != lb[p])
+    changed_data = sorted(
+        p
+        for p in set(la) & set(lb)
+        if la[p].startswith("-") and _content_differs(trees[0], trees[1], p)
+    )
+    for title, paths in (
+        ("only in the first", only_a),
+        ("only in the second", only_b),
+        ("owner, mode, size or link differs", changed_meta),
+        ("contents differ", changed_data),
+    ):
+        if paths:
+            shown = ", ".join(p.removeprefix("/") for p in paths[:MAX_LISTED])
+            more = f" ... and {len(paths) - MAX_LISTED} more" if len(paths) > MAX_LISTED else ""
+            out.append(f"  {title} ({len(paths)}): {shown}{more}")
+    return out or ["  the slots list and hold the same files: they differ in layout only"]
 
 
 def _by_path(listing: str) -> dict[str, str]:
     """``unsquashfs -lln`` lines by the path they list (a symlink's target left out)."""
     out: dict[str, str] = {}
     for line in listing.splitlines():
-        m = LISTED.match(line)
-        if m:
-            out[m.group(1).split(" -> ")[0]] = line
+        path = listed_path(line)
+        if path:
+            out[path] = line
     return out
 
 
@@ -181,6 +236,4 @@ def print_report(r: Report, a: Path, b: Path) -> None:
         print(f"  same:   {line}")
     for line in r.differ:
         print(f"  DIFFER: {line}" if not line.startswith("  ") else f"        {line}")
-    for line in r.notes:
-        print(f"  image:  {line}")
     print("reproducible: yes" if r.identical else "reproducible: NO")

@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 import subprocess
 import tempfile
 import uuid
@@ -95,11 +96,19 @@ def licenses(copyright_text: str | None) -> list[str]:
 
 
 def _read_bounded(path: Path, limit: int) -> str | None:
+    """Up to ``limit`` bytes of a regular file as text; None for anything else (a FIFO or a
+    device in a hostile slot must not block or feed the build)."""
     try:
-        with path.open("rb") as f:
-            return f.read(limit).decode("utf-8", errors="replace")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
     except OSError:
         return None
+    with os.fdopen(fd, "rb") as f:
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
+            return f.read(limit).decode("utf-8", errors="replace")
+        except OSError:
+            return None
 
 
 def _inside(root: Path, path: Path) -> Path | None:
@@ -210,7 +219,8 @@ def document(
 
 def from_tree(root: Path) -> tuple[list[dict[str, str]], dict[str, list[str]]]:
     """Installed packages and their licences, read out of an unpacked root (``root``)."""
-    status = _read_bounded(root / "var/lib/dpkg/status", MAX_STATUS)
+    where = _inside(root, root / "var/lib/dpkg/status")  # not the build host's, via a link
+    status = _read_bounded(where, MAX_STATUS) if where else None
     if not status:
         die(f"no dpkg database (var/lib/dpkg/status) in {root}: cannot list the packages")
     packages = installed_packages(status)
@@ -257,15 +267,27 @@ def embed(root: Path, build_info: dict[str, Any], apt_cache: Path) -> list[str]:
         artifacts={},
     )
     parent = root / IN_IMAGE.parent.relative_to("/")
-    if parent.is_symlink() or not parent.is_dir():
-        die(f"{IN_IMAGE.parent} is not a directory in the slot: the base role makes it")
+    real = _inside(root, parent)
+    # no link anywhere on the way: the file lands where the listing check looks for it
+    if real != root.resolve() / IN_IMAGE.parent.relative_to("/") or not real.is_dir():
+        die(
+            f"{IN_IMAGE.parent} is not a directory in the slot (missing, or a link)",
+            hint="the base role makes it; a role that replaces it with a link breaks the build",
+        )
     data = (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode()
-    # O_EXCL|O_NOFOLLOW: never over a file the roles put there, never through a link
-    fd = os.open(parent / IN_IMAGE.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
-                 0o644)  # fmt: skip
+    try:  # O_EXCL|O_NOFOLLOW: never over a file the roles put there, never through a link
+        fd = os.open(real / IN_IMAGE.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                     0o644)  # fmt: skip
+    except FileExistsError:
+        die(
+            f"the slot already has {IN_IMAGE}: the build writes it",
+            hint="remove the role task that installs a file there",
+        )
+    except OSError as e:
+        die(f"cannot write {IN_IMAGE} into the slot: {e.strerror}")
     with os.fdopen(fd, "wb") as f:
         f.write(data)
-    os.chmod(parent / IN_IMAGE.name, 0o644)  # whatever the umask
+        os.fchmod(f.fileno(), 0o644)  # whatever the umask
     return [str(IN_IMAGE.relative_to("/"))]
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -112,3 +115,51 @@ def test_source_larger_than_partition_rejected(tmp_path: Path) -> None:
     )
     with pytest.raises(disk.LayoutError, match="is 3 MiB but the partition holds 2 MiB"):
         disk.check_sources(specs, disk.plan(specs, 8 * MIB, "s"))
+
+
+@pytest.mark.skipif(
+    not (shutil.which("mkfs.vfat") and shutil.which("mcopy")), reason="no dosfstools/mtools"
+)
+def test_the_esp_is_the_same_bytes_whenever_its_files_were_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 10, goal 6: FAT keeps a time for every entry; under SOURCE_DATE_EPOCH the ESP of
+    two builds is byte-identical although each build made its files at its own time, and the
+    build's own tree keeps its times."""
+    specs = disk.parse_specs([{"name": "esp", "type": "esp", "size_mib": 8, "filesystem": "vfat"}])
+    images = []
+    for n, when in enumerate((1_000_000_000, 1_700_000_000)):
+        tree = tmp_path / f"tree{n}"
+        (tree / "EFI/BOOT").mkdir(parents=True)
+        (tree / "EFI/BOOT/BOOTX64.EFI").write_bytes(b"MZ" + bytes(5000))
+        (tree / "grub.cfg").write_text("set default=0\n")
+        for p in (
+            tree / "EFI/BOOT/BOOTX64.EFI",
+            tree / "grub.cfg",
+            tree / "EFI/BOOT",
+            tree / "EFI",
+        ):
+            os.utime(p, (when, when))
+        spec = dataclasses.replace(specs[0], source=str(tree))
+        placed = disk.plan([spec], 16 * MIB, "seed").partitions[0]
+        out = tmp_path / f"esp{n}.img"
+        monkeypatch.setenv("SOURCE_DATE_EPOCH", "1795810980")
+        disk.make_filesystem(placed, str(out), "seed")
+        images.append(out.read_bytes())
+        assert (tree / "grub.cfg").stat().st_mtime == when  # the source is not touched
+        assert not list(tmp_path.glob("*.tree"))  # the stamped copy is gone
+    assert images[0] == images[1]
+    # without SOURCE_DATE_EPOCH the files keep their own times: the images differ
+    monkeypatch.delenv("SOURCE_DATE_EPOCH")
+    spec = dataclasses.replace(specs[0], source=str(tmp_path / "tree0"))
+    placed = disk.plan([spec], 16 * MIB, "seed").partitions[0]
+    disk.make_filesystem(placed, str(tmp_path / "plain.img"), "seed")
+    assert (tmp_path / "plain.img").read_bytes() != images[0]
+
+
+@pytest.mark.parametrize("value", ["", "x", "-5", "1e9", "9" * 13])
+def test_a_source_date_epoch_that_is_not_a_time_is_ignored(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", value)
+    assert disk.source_date_epoch() is None

@@ -20,7 +20,9 @@ from maculaos_build import reproduce
 START, SECTORS = 2048, 4096
 
 
-def _build(out: Path, files: dict[str, str], when: str = "2026-11-27T10:00:00+00:00") -> Path:
+def _build(
+    out: Path, files: dict[str, str], when: str = "2026-11-27T10:00:00+00:00", **extra: Any
+) -> Path:
     """An output directory as a build leaves it: manifest, SBOM and a raw image whose slot A
     holds a real squashfs of ``files``."""
     tree = out / "tree"
@@ -48,6 +50,8 @@ def _build(out: Path, files: dict[str, str], when: str = "2026-11-27T10:00:00+00
         "partition_table": {"partitions": [
             {"name": "rootfs-a", "start_sector": START, "size_sectors": SECTORS}]},
         "artifacts": {img.name: {"sha256": file_digest(str(img)), "size": 1}},
+        "sbom": {"file": "macula-os-1.0.0-amd64.cdx.json"},
+        **extra,
     }  # fmt: skip
     (out / "manifest.json").write_text(json.dumps(manifest))
     shutil.rmtree(tree)
@@ -83,49 +87,103 @@ def test_a_file_that_differs_is_named(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "reproducible: NO" in capsys.readouterr().out
 
 
+needs_squashfs = pytest.mark.skipif(not shutil.which("mksquashfs"), reason="no squashfs-tools")
+
+
+@needs_squashfs
 def test_a_manifest_field_other_than_the_time_differs(tmp_path: Path) -> None:
-    for tag, commit in (("a", "abc"), ("b", "abd")):
-        d = tmp_path / tag
-        d.mkdir()
-        manifest = {"git_commit": commit, "squashfs": {"sha256": "00"}, "build_time": tag}
-        (d / "manifest.json").write_text(json.dumps(manifest))
-        (d / "x.cdx.json").write_text("{}")
-    r = reproduce.compare(tmp_path / "a", tmp_path / "b")
+    a = _build(tmp_path / "a", FILES, git_commit="abc")
+    b = _build(tmp_path / "b", FILES, git_commit="abd", build_seconds=1.0)
+    r = reproduce.compare(a, b)
     assert r.differ == ["manifest.json differs in: git_commit"]
 
 
+@needs_squashfs
+def test_the_verdict_is_about_the_images_not_what_manifests_claim(tmp_path: Path) -> None:
+    """Two copies of one manifest are not two identical builds: each slot is read out of its
+    image and checked against its manifest first."""
+    a = _build(tmp_path / "a", FILES)
+    b = tmp_path / "b"
+    b.mkdir()
+    for f in ("manifest.json", "macula-os-1.0.0-amd64.cdx.json"):
+        shutil.copy(a / f, b / f)
+    with pytest.raises(MaculaError, match="has no raw disk image"):
+        reproduce.compare(a, b)
+    other = _build(tmp_path / "other", {**FILES, "usr/lib/x": "2\n"})
+    shutil.copy(other / "macula-os-1.0.0-amd64.img", b / "macula-os-1.0.0-amd64.img")
+    with pytest.raises(MaculaError, match="does not match the squashfs sha256"):
+        reproduce.compare(a, b)
+    with pytest.raises(MaculaError, match="are the same directory"):
+        reproduce.compare(a, tmp_path / "a" / ".." / "a")
+
+
+def _with(tmp: Path, change: dict[str, Any] | None = None, raw: str | None = None) -> Path:
+    d = tmp / "bad"
+    d.mkdir()
+    if raw is not None:
+        (d / "manifest.json").write_bytes(raw.encode("latin-1"))
+        return d
+    base: dict[str, Any] = {
+        "squashfs": {"sha256": "ab" * 32, "size": 10},
+        "partition_table": {"partitions": [{"name": "rootfs-a", "start_sector": 8,
+                                            "size_sectors": 8}]},
+    }  # fmt: skip
+    (d / "manifest.json").write_text(json.dumps({**base, **(change or {})}))
+    return d
+
+
+PART = "partition_table"
+
+
 @pytest.mark.parametrize(
-    ("content", "match"),
+    ("change", "raw", "match"),
     [
-        (None, "has no manifest.json"),
-        ("not json", "is not JSON"),
-        ("[1, 2]", "not a MaculaOS build manifest"),
-        ('{"squashfs": "x"}', "not a MaculaOS build manifest"),
-        ("\xff\xfe", "is not JSON"),
+        (None, "not json", "not JSON"),
+        (None, "[1, 2]", "not a JSON object"),
+        (None, "\xff\xfe", "not JSON"),
+        (None, "[" * 100000 + "]" * 100000, "not JSON"),
+        ({"squashfs": "x"}, None, "no squashfs.sha256"),
+        ({"squashfs": {"sha256": "AB" * 32, "size": 1}}, None, "no squashfs.sha256"),
+        ({"squashfs": {"sha256": "ab" * 32, "size": -1}}, None, "squashfs.size is not"),
+        ({"squashfs": {"sha256": "ab" * 32, "size": True}}, None, "squashfs.size is not"),
+        ({"squashfs": {"sha256": "ab" * 32, "size": 1 << 40}}, None, "larger than its partition"),
+        ({PART: None}, None, "no partition_table.partitions"),
+        ({PART: {"partitions": [1]}}, None, "no partition_table.partitions"),
+        ({PART: {"partitions": [{"name": "esp"}]}}, None, "names no rootfs-a"),
+        (
+            {PART: {"partitions": [{"name": "rootfs-a", "start_sector": "8", "size_sectors": 8}]}},
+            None,
+            "must be sector counts",
+        ),
+        ({"artifacts": ["x.img"]}, None, "artifacts is not an object"),
+        ({"artifacts": {"x.img": "sha"}}, None, "artifacts is not an object"),
     ],
 )
-def test_what_is_not_a_build_is_named(tmp_path: Path, content: str | None, match: str) -> None:
+def test_what_is_not_a_build_is_named(
+    tmp_path: Path, change: dict[str, Any] | None, raw: str | None, match: str
+) -> None:
     good = tmp_path / "good"
     good.mkdir()
-    (good / "manifest.json").write_text('{"squashfs": {"sha256": "00"}}')
-    bad = tmp_path / "bad"
-    bad.mkdir()
-    if content is not None:
-        (bad / "manifest.json").write_bytes(content.encode("latin-1"))
+    bad = _with(tmp_path, change, raw)
     with pytest.raises(MaculaError, match=match):
-        reproduce.compare(good, bad)
+        reproduce.compare(bad, good)
 
 
-def test_a_huge_manifest_is_refused_unread(tmp_path: Path) -> None:
-    (tmp_path / "manifest.json").write_bytes(b" " * (reproduce.MAX_MANIFEST + 1))
-    with pytest.raises(MaculaError, match="not a build manifest"):
-        reproduce.compare(tmp_path, tmp_path)
+def test_a_directory_without_a_manifest_or_a_huge_one(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    with pytest.raises(MaculaError, match=r"has no manifest\.json"):
+        reproduce.compare(tmp_path / "a", tmp_path / "b")
+    (tmp_path / "a" / "manifest.json").write_bytes(b" " * (reproduce.MAX_MANIFEST + 1))
+    with pytest.raises(MaculaError, match="a manifest is a few KiB"):
+        reproduce.compare(tmp_path / "a", tmp_path / "b")
 
 
 def test_the_cli_names_the_error_and_how_to_fix_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert cli.main(["compare", str(tmp_path), str(tmp_path)]) == 1
+    (tmp_path / "a").mkdir()
+    assert cli.main(["compare", str(tmp_path / "a"), str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert "has no manifest.json" in err and "hint: pass a build's output directory" in err
     assert "Traceback" not in err

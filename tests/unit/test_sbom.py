@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from maculaos.arch import Architecture
+from maculaos.log import MaculaError
 from maculaos_build import sbom
 
 DEP5 = "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n"
@@ -254,18 +256,39 @@ def test_the_image_carries_its_own_sbom(tmp_path: Path) -> None:
 def test_embedding_never_overwrites_or_follows_a_link(tmp_path: Path) -> None:
     root = _root(tmp_path)
     (root / "usr/lib/maculaos/sbom.cdx.json").write_text("a role's file\n")
-    with pytest.raises(FileExistsError):
+    with pytest.raises(MaculaError, match=r"already has /usr/lib/maculaos/sbom\.cdx\.json"):
         sbom.embed(root, INFO, tmp_path)
     assert (root / "usr/lib/maculaos/sbom.cdx.json").read_text() == "a role's file\n"
     linked = _root(tmp_path / "linked")
     outside = tmp_path / "host"
     outside.write_text("host file\n")
     (linked / "usr/lib/maculaos/sbom.cdx.json").symlink_to(outside)
-    with pytest.raises(OSError):
+    with pytest.raises(MaculaError, match="already has"):
         sbom.embed(linked, INFO, tmp_path)
     assert outside.read_text() == "host file\n"
-    moved = _root(tmp_path / "moved")
-    (moved / "usr/lib/maculaos").rmdir()
-    (moved / "usr/lib/maculaos").symlink_to(tmp_path)
-    with pytest.raises(Exception, match="is not a directory in the slot"):
-        sbom.embed(moved, INFO, tmp_path)
+    # a link anywhere on the way (absolute: the build host's own /usr; relative: elsewhere in
+    # the tree, where the listing check would not look)
+    for name, target in (("usr/lib/maculaos", tmp_path), ("usr/lib", "/usr/lib"),
+                         ("usr", "var")):  # fmt: skip
+        moved = _root(tmp_path / f"moved-{name.replace('/', '-')}")
+        shutil.rmtree(moved / name)
+        (moved / "var/lib/maculaos").mkdir(parents=True)
+        (moved / name).symlink_to(target)
+        with pytest.raises(MaculaError, match="is not a directory in the slot"):
+            sbom.embed(moved, INFO, tmp_path)
+    assert not list(tmp_path.glob("sbom.cdx.json"))
+
+
+def test_a_fifo_or_a_link_out_of_the_slot_is_never_read(tmp_path: Path) -> None:
+    """A FIFO where a copyright file should be would block the build forever; a dpkg database
+    linked to the build host's would list the host's packages."""
+    root = _root(tmp_path)
+    shutil.rmtree(root / "usr/share/doc/openssh-server")
+    (root / "usr/share/doc/openssh-server").mkdir()
+    os.mkfifo(root / "usr/share/doc/openssh-server/copyright")
+    packages, found = sbom.from_tree(root)  # returns: nothing waits on the FIFO
+    assert found["openssh-server"] == [] and len(packages) == 4
+    (root / "var/lib/dpkg/status").unlink()
+    (root / "var/lib/dpkg/status").symlink_to("/var/lib/dpkg/status")
+    with pytest.raises(MaculaError, match="no dpkg database"):
+        sbom.from_tree(root)

@@ -6,6 +6,7 @@ that no longer fits is refused."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import struct
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 
 from maculaos import squashfs
+from maculaos.arch import Architecture
 from maculaos.disk import file_digest
 from maculaos.log import MaculaError
 from maculaos_build import finalize
@@ -203,3 +205,31 @@ def test_a_tree_changed_beyond_what_was_said_is_refused(tmp_path: Path, said: li
     with pytest.raises(MaculaError, match="does not list what the build VM packed"):
         finalize.recompress_slot(img, info, "gzip", add=add)
     assert img.read_bytes() == before
+
+
+def test_a_link_to_the_added_path_does_not_count_as_the_file(tmp_path: Path) -> None:
+    """The check parses each listed path: a symlink whose target names the added file is the
+    link, not the file (the hook said it added a file and added only a link)."""
+    img, info = _image(tmp_path)
+
+    def add(tree: Path, build_info: dict[str, Any]) -> list[str]:
+        (tree / "usr/link").symlink_to("/usr/bom.json")
+        return ["usr/bom.json"]
+
+    with pytest.raises(MaculaError, match="does not list what the build VM packed"):
+        finalize.recompress_slot(img, info, "gzip", add=add)
+
+
+def test_files_to_add_need_a_repack(tmp_path: Path) -> None:
+    """An image must not ship without what the host adds because nothing was repacked."""
+    packer = tmp_path / "packer"
+    packer.mkdir()
+    img, info = _image(tmp_path)
+    shutil.copy(img, packer / "build-vm-1")
+    info["squashfs"]["compression"] = "gzip"
+    (packer / "build-info.json").write_text(json.dumps(info))
+    with pytest.raises(MaculaError, match="no repacking on this host to add the SBOM"):
+        finalize.finalize(
+            packer, tmp_path / "out", "1.0.0", Architecture.amd64, compression="gzip",
+            add=lambda tree, i: [],
+        )  # fmt: skip
