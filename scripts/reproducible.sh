@@ -26,4 +26,6 @@ for run in a b; do
   echo "==> reproducible: build $run of $(git rev-parse --short HEAD) into output/repro-$run"
   ./scripts/build.sh --output "output/repro-$run" "$@"
 done
-maculaos-build compare "$(built output/repro-a)" "$(built output/repro-b)"
+first=$(built output/repro-a)
+second=$(built output/repro-b)
+maculaos-build compare "$first" "$second"

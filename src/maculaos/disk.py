@@ -336,6 +336,9 @@ def read_table(path: str, run: Runner = default_runner) -> dict[str, Any] | None
         return None
 
 
+FAT_EPOCH = 315_619_200  # 1980-01-02T00:00:00Z: the earliest time FAT holds, in any time zone
+
+
 def source_date_epoch() -> int | None:
     """SOURCE_DATE_EPOCH from the environment (reproducible-builds.org), if it is a time."""
     value = os.environ.get("SOURCE_DATE_EPOCH", "")
@@ -350,6 +353,7 @@ def _stamped_copy(source: str, dest: str) -> str:
     epoch = source_date_epoch()
     if epoch is None:
         return source
+    epoch = max(epoch, FAT_EPOCH)  # FAT cannot hold a time before 1980
     shutil.copytree(source, dest, symlinks=False)
     for top, dirs, files in os.walk(dest):
         for name in dirs + files:

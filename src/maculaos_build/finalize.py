@@ -166,7 +166,7 @@ def recompress_slot(
 def slot_a(info: dict[str, Any], source: str) -> dict[str, Any]:
     """Slot A's entry in the partition table of ``info`` (build-info or manifest.json)."""
     part: dict[str, Any] | None = next(
-        (p for p in info["partition_table"]["partitions"] if p["name"] == layout.SLOT_A.name),
+        (p for p in info["partition_table"]["partitions"] if p.get("name") == layout.SLOT_A.name),
         None,
     )
     if part is None:

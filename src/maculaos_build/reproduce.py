@@ -28,7 +28,6 @@ VOLATILE = ("build_time", "build_seconds")
 # the disk images: the same bytes (sha256, size) are required; how many blocks the build
 # host's filesystem allocated to the sparse .img is the host's, not the build's
 ARTIFACTS = "artifacts"
-DIGESTED = ("sha256", "size")
 MAX_MANIFEST = 4 << 20  # a manifest is about 10 KiB; a bigger file is not one
 MAX_LISTED = 40  # differing paths printed before "... and N more"
 
@@ -119,17 +118,32 @@ def _file_sha256(path: Path) -> str:
 
 
 def compare(a: Path, b: Path, *, look_inside: bool = True) -> Report:
-    """Compare the build in output directory ``a`` with the one in ``b``. Each slot is read
-    out of its own disk image and checked against its manifest's sha256 first: the verdict is
-    about the bytes, not about what two manifests claim."""
+    """Compare the build in output directory ``a`` with the one in ``b``. Every verdict is
+    about bytes read here: each slot is read out of its own disk image and checked against its
+    manifest's sha256 and its own superblock, each image is hashed; what two manifests claim
+    decides nothing by itself."""
+    try:
+        return _compare(a, b, look_inside)
+    except OSError as e:
+        die(f"cannot read {e.filename or 'a build file'}: {e.strerror}",
+            hint="run it as the user that built both (or root), with room in /var/tmp")  # fmt: skip
+
+
+def _compare(a: Path, b: Path, look_inside: bool) -> Report:
     if a.resolve() == b.resolve():
         die(f"{a} and {b} are the same directory",
             hint="build the commit a second time: scripts/reproducible.sh")  # fmt: skip
-    for tool in ("unsquashfs",):
-        if not shutil.which(tool):
-            die(f"{tool} not found", hint="install squashfs-tools (scripts/setup-host.sh)")
+    if not shutil.which("unsquashfs"):
+        die("unsquashfs not found", hint="install squashfs-tools (scripts/setup-host.sh)")
     ma, mb = _manifest(a), _manifest(b)
     img_a, img_b = _image(a, ma), _image(b, mb)
+    if img_a.samefile(img_b):
+        die(f"{img_a} and {img_b} are the same file",
+            hint="build the commit a second time: scripts/reproducible.sh")  # fmt: skip
+    for img, m in ((img_a, ma), (img_b, mb)):
+        part = slot_a(m, "manifest.json")
+        if (part["start_sector"] + part["size_sectors"]) * 512 > img.stat().st_size:
+            die(f"{img} is shorter than the slot A partition its manifest.json places in it")
     r = Report()
     keys = sorted((set(ma) | set(mb)) - set(VOLATILE) - {ARTIFACTS})
     differing = [k for k in keys if ma.get(k) != mb.get(k)]
@@ -139,10 +153,12 @@ def compare(a: Path, b: Path, *, look_inside: bool = True) -> Report:
         r.same.append(f"manifest.json (all {len(keys)} entries but {', '.join(VOLATILE)})")
     scratch = Path("/var/tmp") if Path("/var/tmp").is_dir() else None  # a slot unpacks to GBs
     with tempfile.TemporaryDirectory(dir=scratch, prefix="maculaos-compare-") as tmp:
-        raws = [
-            copy_slot(img, slot_a(m, "manifest"), m["squashfs"], Path(tmp) / tag, f"{d}'s records")
-            for tag, img, m, d in (("a", img_a, ma, a), ("b", img_b, mb, b))
-        ]
+        raws = []
+        for tag, img, m, d in (("a", img_a, ma, a), ("b", img_b, mb, b)):
+            raw = copy_slot(img, slot_a(m, "manifest.json"), m["squashfs"], Path(tmp) / tag,
+                            f"{d}/manifest.json records")  # fmt: skip
+            _whole_squashfs(raw, d)
+            raws.append(raw)
         sa, sb = ma["squashfs"]["sha256"], mb["squashfs"]["sha256"]
         if sa == sb:
             r.same.append(f"slot squashfs sha256 {sa} ({ma['squashfs']['size']} bytes)")
@@ -160,14 +176,38 @@ def compare(a: Path, b: Path, *, look_inside: bool = True) -> Report:
         r.differ.append("SBOM missing from one of the builds (manifest.json names none)")
     arts_a, arts_b = ma.get(ARTIFACTS, {}), mb.get(ARTIFACTS, {})
     for name in sorted(set(arts_a) | set(arts_b)):
-        ea, eb = (
-            {k: v for k, v in e.get(name, {}).items() if k in DIGESTED} for e in (arts_a, arts_b)
-        )
-        if ea and ea == eb:
-            r.same.append(f"{name} (sha256 {ea.get('sha256')})")
+        found = [_artifact(d, arts.get(name), name) for d, arts in ((a, arts_a), (b, arts_b))]
+        if all(isinstance(f, str) for f in found) and found[0] == found[1]:
+            r.same.append(f"{name} (sha256 {found[0]})")
         else:
-            r.differ.append(f"{name}: {ea.get('sha256')} != {eb.get('sha256')}")
+            r.differ.append(f"{name}: " + " / ".join(str(f) for f in found))
     return r
+
+
+def _artifact(directory: Path, recorded: dict[str, Any] | None, name: str) -> str | None:
+    """The sha256 of artifact ``name`` as read from ``directory`` when it is what the manifest
+    records (digest and size); otherwise why not (None: not in this build)."""
+    if recorded is None:
+        return None
+    path = directory / name
+    if "/" in name or not path.is_file():
+        return f"(missing in {directory})"
+    digest = _file_sha256(path)
+    if digest != recorded.get("sha256") or path.stat().st_size != recorded.get("size"):
+        return f"(not what {directory}/manifest.json records)"
+    return digest
+
+
+def _whole_squashfs(raw: Path, directory: Path) -> None:
+    """The manifest's size must cover the whole filesystem the superblock describes (a size
+    that covers only a prefix would compare only that prefix)."""
+    with raw.open("rb") as f:
+        head = f.read(48)
+    used = int.from_bytes(head[40:48], "little") if len(head) == 48 else -1
+    size = raw.stat().st_size
+    if head[:4] != b"hsqs" or not (0 < used <= size < used + 4096):
+        die(f"{directory}/manifest.json: squashfs.size {size} is not the size of the slot's "
+            "squashfs (its superblock says otherwise)")  # fmt: skip
 
 
 def _inside_slots(raws: list[Path], tmp: Path) -> list[str]:

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -155,6 +156,30 @@ def test_the_esp_is_the_same_bytes_whenever_its_files_were_made(
     placed = disk.plan([spec], 16 * MIB, "seed").partitions[0]
     disk.make_filesystem(placed, str(tmp_path / "plain.img"), "seed")
     assert (tmp_path / "plain.img").read_bytes() != images[0]
+
+
+@pytest.mark.skipif(
+    not (shutil.which("mkfs.vfat") and shutil.which("mcopy")), reason="no dosfstools/mtools"
+)
+def test_a_source_date_epoch_before_1980_stamps_the_earliest_fat_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Outside a git checkout the build's SOURCE_DATE_EPOCH is 0, which FAT cannot hold."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "grub.cfg").write_text("x\n")
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "0")
+    copy = disk._stamped_copy(str(tree), str(tmp_path / "copy"))
+    assert Path(copy, "grub.cfg").stat().st_mtime == disk.FAT_EPOCH
+    spec = disk.parse_specs(
+        [{"name": "esp", "type": "esp", "size_mib": 8, "filesystem": "vfat", "source": str(tree)}]
+    )
+    placed = disk.plan(spec, 16 * MIB, "seed").partitions[0]
+    disk.make_filesystem(placed, str(tmp_path / "esp.img"), "seed")
+    listed = subprocess.run(
+        ["mdir", "-i", str(tmp_path / "esp.img"), "::/"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "1980-01-0" in listed, listed
 
 
 @pytest.mark.parametrize("value", ["", "x", "-5", "1e9", "9" * 13])

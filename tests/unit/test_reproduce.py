@@ -3,6 +3,7 @@ they must be, and when they are not, names the files inside the slot that differ
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -49,7 +50,7 @@ def _build(
                      "sha256": file_digest(str(slot))},
         "partition_table": {"partitions": [
             {"name": "rootfs-a", "start_sector": START, "size_sectors": SECTORS}]},
-        "artifacts": {img.name: {"sha256": file_digest(str(img)), "size": 1}},
+        "artifacts": {img.name: {"sha256": file_digest(str(img)), "size": img.stat().st_size}},
         "sbom": {"file": "macula-os-1.0.0-amd64.cdx.json"},
         **extra,
     }  # fmt: skip
@@ -187,3 +188,54 @@ def test_the_cli_names_the_error_and_how_to_fix_it(
     err = capsys.readouterr().err
     assert "has no manifest.json" in err and "hint: pass a build's output directory" in err
     assert "Traceback" not in err
+
+
+@needs_squashfs
+def test_an_image_that_differs_outside_the_slot_is_found(tmp_path: Path) -> None:
+    """The images are hashed, not taken from the manifests: bytes changed where the ESP sits
+    (the manifest left alone) are a difference."""
+    a = _build(tmp_path / "a", FILES)
+    b = _build(tmp_path / "b", FILES)
+    with (b / "macula-os-1.0.0-amd64.img").open("r+b") as f:
+        f.seek(4096)
+        f.write(b"changed!!")
+    r = reproduce.compare(a, b)
+    assert len(r.differ) == 1 and r.differ[0].startswith("macula-os-1.0.0-amd64.img: "), r.differ
+    assert f"not what {b}/manifest.json records" in r.differ[0]
+
+
+@needs_squashfs
+def test_links_to_one_build_are_not_a_second_build(tmp_path: Path) -> None:
+    a = _build(tmp_path / "a", FILES)
+    b = tmp_path / "b"
+    b.mkdir()
+    for f in a.iterdir():
+        (b / f.name).symlink_to(f)
+    with pytest.raises(MaculaError, match="are the same file"):
+        reproduce.compare(a, b)
+
+
+@needs_squashfs
+def test_a_size_that_covers_a_prefix_of_the_slot_is_refused(tmp_path: Path) -> None:
+    """Both manifests could claim an empty slot (and the empty file's digest): only the bytes
+    the superblock says the filesystem has count."""
+    a = _build(tmp_path / "a", FILES)
+    b = _build(tmp_path / "b", {**FILES, "usr/lib/x": "2\n"})
+    for d in (a, b):
+        m = json.loads((d / "manifest.json").read_text())
+        m["squashfs"]["size"] = 0
+        m["squashfs"]["sha256"] = hashlib.sha256(b"").hexdigest()
+        (d / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(MaculaError, match="is not the size of the slot's squashfs"):
+        reproduce.compare(a, b)
+
+
+@needs_squashfs
+def test_a_slot_placed_beyond_the_image_is_named(tmp_path: Path) -> None:
+    a = _build(tmp_path / "a", FILES)
+    b = _build(tmp_path / "b", FILES)
+    m = json.loads((b / "manifest.json").read_text())
+    m["partition_table"]["partitions"][0]["start_sector"] = 2**62
+    (b / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(MaculaError, match="shorter than the slot A partition"):
+        reproduce.compare(a, b)
