@@ -10,7 +10,6 @@ which is the part a person chasing a source of non-determinism needs.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shutil
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from maculaos.log import die
-from maculaos_build.finalize import copy_slot, listed_path, slot_a
+from maculaos_build.finalize import copy_slot, listed_path, sha256, slot_a
 
 # what may differ between two builds of one commit: when each ran and how long it took
 VOLATILE = ("build_time", "build_seconds")
@@ -109,14 +108,6 @@ def _sbom(directory: Path, manifest: dict[str, Any]) -> Path | None:
     return None
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def compare(a: Path, b: Path, *, look_inside: bool = True) -> Report:
     """Compare the build in output directory ``a`` with the one in ``b``. Every verdict is
     about bytes read here: each slot is read out of its own disk image and checked against its
@@ -168,7 +159,7 @@ def _compare(a: Path, b: Path, look_inside: bool) -> Report:
                 r.differ.extend(_inside_slots(raws, Path(tmp)))
     sbom_a, sbom_b = _sbom(a, ma), _sbom(b, mb)
     if sbom_a and sbom_b:
-        if _file_sha256(sbom_a) == _file_sha256(sbom_b):
+        if sha256(sbom_a) == sha256(sbom_b):
             r.same.append(f"SBOM {sbom_a.name}")
         else:
             r.differ.append(f"SBOM {sbom_a.name} differs")
@@ -192,7 +183,7 @@ def _artifact(directory: Path, recorded: dict[str, Any] | None, name: str) -> st
     path = directory / name
     if "/" in name or not path.is_file():
         return f"(missing in {directory})"
-    digest = _file_sha256(path)
+    digest = sha256(path)
     if digest != recorded.get("sha256") or path.stat().st_size != recorded.get("size"):
         return f"(not what {directory}/manifest.json records)"
     return digest
@@ -267,7 +258,7 @@ def _content_differs(root_a: Path, root_b: Path, listed: str) -> bool:
         return False
     if fa.stat().st_size != fb.stat().st_size:
         return True
-    return _file_sha256(fa) != _file_sha256(fb)
+    return sha256(fa) != sha256(fb)
 
 
 def print_report(r: Report, a: Path, b: Path) -> None:
