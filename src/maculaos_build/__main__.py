@@ -87,9 +87,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
     except MaculaError as e:
-        print(f"maculaos-build: error: {e}", file=sys.stderr)
-        if e.hint:
-            print(f"maculaos-build: hint: {e.hint}", file=sys.stderr)
+        print(f"maculaos-build: error: {e}", file=sys.stderr)  # the hint too: MaculaError.__str__
         return 1
     return 0
 

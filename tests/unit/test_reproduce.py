@@ -187,6 +187,7 @@ def test_the_cli_names_the_error_and_how_to_fix_it(
     assert cli.main(["compare", str(tmp_path / "a"), str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert "has no manifest.json" in err and "hint: pass a build's output directory" in err
+    assert err.count("hint:") == 1, err
     assert "Traceback" not in err
 
 
