@@ -126,6 +126,12 @@ variable "source_date_epoch" {
   default     = 0
 }
 
+variable "mitogen_strategy_plugins" {
+  type        = string
+  description = "Directory of Mitogen's Ansible strategy plugins (ansible_mitogen/plugins/strategy); when set, the image play runs with mitogen_linear: one Python per build VM instead of one per task. The wrapper sets it from the venv; empty runs Ansible's own linear strategy."
+  default     = ""
+}
+
 variable "git_commit" {
   type        = string
   description = "Git commit the image is built from (recorded in the manifest)."
@@ -229,8 +235,10 @@ source "qemu" "maculaos" {
   ssh_username         = "root"
   ssh_private_key_file = local.ssh_key
   ssh_timeout          = "10m"
-  shutdown_command     = "systemctl poweroff"
-  shutdown_timeout     = "5m"
+  # Nothing of the build VM outlives it but /dev/vdb, which the image role fsyncs after writing
+  # the image: a forced power-off (no unit stopping) saves ~25 s of an emulated shutdown.
+  shutdown_command = "sync && systemctl poweroff --force --force"
+  shutdown_timeout = "5m"
 }
 
 build {
@@ -243,11 +251,13 @@ build {
     use_proxy     = false
     # the build VM is a throwaway local guest with fresh host keys: no host key checking here
     # (the fleet's inventories check strictly; ansible.cfg does not switch it off)
-    ansible_env_vars = [
+    ansible_env_vars = concat([
       "ANSIBLE_CONFIG=${path.root}/../ansible.cfg", "ANSIBLE_FORCE_COLOR=0",
       "ANSIBLE_HOST_KEY_CHECKING=False",
       "ANSIBLE_SSH_ARGS=-o ControlMaster=auto -o ControlPersist=120s -o UserKnownHostsFile=/dev/null",
-    ]
+      ], var.mitogen_strategy_plugins == "" ? [] : [
+      "ANSIBLE_STRATEGY_PLUGINS=${var.mitogen_strategy_plugins}", "ANSIBLE_STRATEGY=mitogen_linear",
+    ])
     # one JSON value: key=value pairs would be cut at a space in a path
     extra_arguments = [
       "--extra-vars", jsonencode({

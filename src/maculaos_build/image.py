@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -96,6 +97,18 @@ def source_date_epoch() -> int:
     return int(stamp) if stamp and stamp.isdigit() else 0
 
 
+def mitogen_strategy_plugins() -> str:
+    """Mitogen's strategy plugin directory in this venv, or "" (Ansible's own strategy)."""
+    try:  # optional: without it the build is slower, not different (decision 0013)
+        spec = importlib.util.find_spec("ansible_mitogen")
+    except (ImportError, ValueError):
+        return ""
+    if spec is None or spec.origin is None:
+        return ""
+    plugins = Path(spec.origin).parent / "plugins" / "strategy"
+    return str(plugins) if (plugins / "mitogen_linear.py").is_file() else ""
+
+
 def preflight(opts: BuildOptions) -> None:
     check_version(opts.version)
     image_layout(opts.image_size_mib)
@@ -134,6 +147,7 @@ def build(opts: BuildOptions) -> Path:
         # packed uncompressed in the VM, compressed natively in finalize (decision 0011)
         "squashfs_compression": "none",
         "keyring_file": str(bundle.signer().keyring),
+        "mitogen_strategy_plugins": mitogen_strategy_plugins(),
     }
     cmd = ["packer", "build", "-color=false", f"-var-file={var_file}"]
     for k, v in args.items():
