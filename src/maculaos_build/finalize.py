@@ -17,7 +17,8 @@ from maculaos.arch import Architecture
 from maculaos.disk import file_digest
 from maculaos.log import die, step
 
-DIR_SIZE = re.compile(r"^(d\S+ \S+\s+)\d+")  # unsquashfs -lln: mode, owner, size
+# unsquashfs -lln: mode, owner, size; the size is right-aligned, so its padding goes with it
+DIR_SIZE = re.compile(r"^(d\S+ \S+)\s+\d+")
 # unsquashfs -lln: mode owner/group size-or-device date time path[ -> target]
 LISTED = re.compile(r"^\S+ \S+\s+\d+(?:,\s*\d+)? \d{4}-\d\d-\d\d \d\d:\d\d (/.*)$")
 # the release compressors' options (the guest's "none" is compressed again with one of these)
@@ -219,7 +220,7 @@ def _contents(image: Path, without: list[str] | None = None) -> tuple[str, int]:
             lines.append(ln)
     if sorted(seen) != sorted(skip):
         return "(added files missing or listed twice)", -1
-    listing = "\n".join(DIR_SIZE.sub(r"\1-", ln) for ln in lines)
+    listing = "\n".join(DIR_SIZE.sub(r"\1 -", ln) for ln in lines)
     stats = subprocess.run(
         ["unsquashfs", "-s", str(image)], capture_output=True, text=True, check=False
     ).stdout

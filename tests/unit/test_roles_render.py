@@ -30,13 +30,22 @@ def _render(task: dict[str, Any], variables: dict[str, Any]) -> list[str]:
 
 
 @pytest.mark.parametrize("arch", ["amd64", "arm64"])
-def test_the_initramfs_modules_file_has_one_driver_per_line(arch: str) -> None:
+def test_the_initramfs_loads_the_filesystems_and_carries_the_drivers(arch: str) -> None:
     defaults = yaml.safe_load((ROLES / "kernel/defaults/main.yml").read_text())
-    task = _task("kernel", "configure.yml", "Put the slot's filesystems")
+    # /etc/initramfs-tools/modules: what every boot loads, the slot's filesystems only
+    loaded = _render(
+        _task("kernel", "configure.yml", "Put the slot's filesystems"),
+        {**defaults, "kernel_arch": arch},
+    )
+    assert loaded == defaults["kernel_initramfs_load"]
+    assert {"squashfs", "overlay", "ext4"} <= set(loaded)
+    # maculaos-drivers: carried for udev to load when the hardware is there, one per line
+    task = _task("kernel", "configure.yml", "Put the boot disks' drivers")
     lines = _render(task, {**defaults, "kernel_arch": arch})
     mods = defaults["kernel_initramfs_modules"]
     assert lines == mods["common"] + mods[arch]
-    assert {"squashfs", "overlay", "ext4", "virtio_blk", "nvme", "usb_storage"} <= set(lines)
+    assert {"virtio_blk", "nvme", "usb_storage"} <= set(lines)
+    assert not set(lines) & set(loaded)
     extra = _render(
         task, {**defaults, "kernel_arch": arch, "kernel_initramfs_modules_extra": ["x"]}
     )

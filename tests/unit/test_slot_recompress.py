@@ -188,9 +188,22 @@ def test_files_added_to_the_tree_are_packed_and_nothing_else_changes(tmp_path: P
     rest = [ln for ln in after if not ln.endswith("-root/usr/bom.json")]
     # (a directory's listed size is its listing's: /usr's grew by one entry)
     mask = finalize.DIR_SIZE
-    assert [mask.sub(r"\1-", ln) for ln in rest] == [
-        mask.sub(r"\1-", ln) for ln in before.splitlines()
+    assert [mask.sub(r"\1 -", ln) for ln in rest] == [
+        mask.sub(r"\1 -", ln) for ln in before.splitlines()
     ]
+
+
+def test_directory_sizes_of_another_width_list_alike() -> None:
+    """Two squashfs-tools lay a directory out to sizes of different widths (999 and 1001):
+    unsquashfs right-aligns the size, so the padding differs with it. Both list alike; a file's
+    size still counts."""
+    a = "drwxr-xr-x 0/0                     999 2026-11-28 02:17 /usr/share/x"
+    b = "drwxr-xr-x 0/0                    1001 2026-11-28 02:17 /usr/share/x"
+    mask = finalize.DIR_SIZE
+    assert mask.sub(r"\1 -", a) == mask.sub(r"\1 -", b)
+    f1 = "-rw-r--r-- 0/0                     999 2026-11-28 02:17 /usr/share/x/f"
+    f2 = "-rw-r--r-- 0/0                    1001 2026-11-28 02:17 /usr/share/x/f"
+    assert mask.sub(r"\1 -", f1) != mask.sub(r"\1 -", f2)
 
 
 @pytest.mark.parametrize("said", [[], ["usr/other.json"], ["usr/bom.json", "usr/b2.json"]])
