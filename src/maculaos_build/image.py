@@ -6,6 +6,7 @@ import importlib.util
 import os
 import shutil
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,7 +99,14 @@ def source_date_epoch() -> int:
 
 
 def mitogen_strategy_plugins() -> str:
-    """Mitogen's strategy plugin directory in this venv, or "" (Ansible's own strategy)."""
+    """Mitogen's strategy plugin directory in this venv, or "" (Ansible's own strategy). Only
+    when this interpreter is the repository's venv, whose ansible-playbook Packer runs: a
+    Mitogen from elsewhere would be put first on that Ansible's path."""
+    venv = REPO / ".venv"
+    if not (venv / "bin" / "ansible-playbook").exists() or (
+        Path(sys.prefix).resolve() != venv.resolve()
+    ):
+        return ""
     try:  # optional: without it the build is slower, not different (decision 0013)
         spec = importlib.util.find_spec("ansible_mitogen")
     except (ImportError, ValueError):

@@ -37,6 +37,13 @@ def test_the_wrapper_finds_mitogens_strategy_in_the_venv() -> None:
     assert (plugins / "mitogen_linear.py").is_file()
 
 
+def test_another_interpreters_mitogen_is_not_handed_to_the_venvs_ansible(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sys, "prefix", "/usr")
+    assert image.mitogen_strategy_plugins() == ""
+
+
 def test_without_mitogen_the_build_uses_ansibles_own_strategy(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

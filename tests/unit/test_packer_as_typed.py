@@ -59,8 +59,9 @@ def _fill(cache: Path, arch: str = "amd64") -> None:
         (["maculaos.pkr.hcl"], REPO / "packer"),
         (["packer/"], REPO),
         (["-var-file=packer/arm64.pkrvars.hcl", "packer/"], REPO),
+        (["-var", "mitogen_strategy_plugins=/opt/mitogen/plugins/strategy", "packer/"], REPO),
     ],
-    ids=["file", "file-in-packer-dir", "directory", "arm64"],
+    ids=["file", "file-in-packer-dir", "directory", "arm64", "with-mitogen"],
 )
 def test_each_documented_command_validates_with_defaults(
     args: list[str], cwd: Path, tmp_path: Path
