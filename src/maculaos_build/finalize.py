@@ -200,6 +200,13 @@ def listed_path(line: str) -> str | None:
     return m.group(1).split(" -> ")[0] if m else None
 
 
+def mask_dir_size(line: str) -> str:
+    """An ``unsquashfs -lln`` line with a directory's size (and its right-aligned padding)
+    replaced by "-": the size of a directory's on-disk listing, which squashfs-tools versions
+    lay out differently. Any other entry's line is returned as it is."""
+    return DIR_SIZE.sub(r"\1 -", line)
+
+
 def _contents(image: Path, without: list[str] | None = None) -> tuple[str, int]:
     """What a squashfs holds, as unsquashfs lists it (path, type, mode, owner, size, time, link
     target) and its inode count (hard links share one). A directory's size is left out: it is
@@ -220,7 +227,7 @@ def _contents(image: Path, without: list[str] | None = None) -> tuple[str, int]:
             lines.append(ln)
     if sorted(seen) != sorted(skip):
         return "(added files missing or listed twice)", -1
-    listing = "\n".join(DIR_SIZE.sub(r"\1 -", ln) for ln in lines)
+    listing = "\n".join(mask_dir_size(ln) for ln in lines)
     stats = subprocess.run(
         ["unsquashfs", "-s", str(image)], capture_output=True, text=True, check=False
     ).stdout
