@@ -5,6 +5,10 @@ the same run.
     .venv/bin/python -m bench.run build            cold (no base disk) and warm build times
     .venv/bin/python -m bench.run sizes            image sizes; the slot by path and by package
     .venv/bin/python -m bench.run upgrade          bundle size; apply vs plain dd; rollback
+    .venv/bin/python -m bench.run all [--no-build] all of them in one run (the build first, so
+                                                   the rest measure the image it made) and one
+                                                   table: stock Debian and MaculaOS side by side
+                                                   for issue 10's goals 1-5
 
 Results are printed and written to bench/results/<name>-<time>.json.
 """
@@ -314,6 +318,7 @@ def bench_sizes() -> dict[str, Any]:
         "ratio_qcow2_vs_plan_iso_budget_500mib": round(qcow["size"] / (500 * mib), 3),
         # issue 10 goal: the compressed image <= 160 MiB
         "ratio_qcow2_vs_goal_160mib": round(qcow["size"] / (160 * mib), 3),
+        "stock_qcow2_mib": stock_qcow2_mib(),
         "slot_uncompressed": breakdown,
     }
 
@@ -390,20 +395,103 @@ def bench_upgrade() -> dict[str, Any]:
     }
 
 
+ISSUE_BUILD_BASELINE_S = 12 * 60 + 50  # issue 10's warm build when it was filed
+
+
+def bench_all(runs: int, build: bool) -> dict[str, Any]:
+    """Every bench in one run, and the issue's goals as one table (``table``)."""
+    result: dict[str, Any] = {"build": bench_build() if build else None}
+    result["sizes"] = bench_sizes()
+    result["boot"] = bench_boot(runs)
+    result["upgrade"] = bench_upgrade()
+    result["table"] = goals_table(result)
+    return result
+
+
+def stock_qcow2_mib() -> float:
+    """The stock Debian disk (the base disk: the same packages, no MaculaOS) as a compressed
+    qcow2, made the way the build makes MaculaOS's."""
+    base = basedisk.ensure(Architecture.amd64)
+    with tempfile.TemporaryDirectory(dir="/var/tmp", prefix="maculaos-bench-") as tmp:
+        out = Path(tmp) / "stock.qcow2"
+        subprocess.run(
+            ["qemu-img", "convert", "-c", "-O", "qcow2", "-o", "compression_type=zstd",
+             str(base.disk), str(out)],
+            check=True,
+        )  # fmt: skip
+        return round(out.stat().st_size / (1024 * 1024), 1)
+
+
+def goals_table(r: dict[str, Any]) -> str:
+    """Markdown: one row per goal figure, stock Debian | MaculaOS | ratio | goal | met."""
+    med = statistics.median
+    boot, sizes, up, build = r["boot"], r["sizes"], r["upgrade"], r["build"]
+    rows: list[tuple[str, str, str, float | None, str, bool | None]] = []
+
+    def row(name: str, stock: Any, ours: Any, ratio: float | None, goal: str, limit: float) -> None:
+        met = None if ratio is None else ratio <= limit
+        rows.append((name, str(stock), str(ours), ratio, goal, met))
+
+    for label, d_key, m_key, ratio_key in (
+        ("1 first boot to SSH (s, median)", "debian_first_boot_to_ssh_s",
+         "maculaos_first_boot_to_ssh_s", "ratio_first_boot_maculaos_vs_debian"),
+        ("1 reboot to SSH (s, median)", "debian_reboot_to_ssh_s", "maculaos_reboot_to_ssh_s",
+         "ratio_reboot_maculaos_vs_debian"),
+        ("1 userspace, reboot (s, median)", "debian_reboot_userspace_s",
+         "maculaos_reboot_userspace_s", "ratio_reboot_userspace_maculaos_vs_debian"),
+    ):  # fmt: skip
+        limit = 0.5 if "userspace" in label else 1.0
+        stock, ours = boot[d_key], boot[m_key]
+        row(label, med(stock) if stock else "-", med(ours) if ours else "-",
+            boot[ratio_key], f"<= {limit}x", limit)  # fmt: skip
+    stock_mib = sizes.get("stock_qcow2_mib", "-")
+    row("2 compressed image (MiB; stock: the base disk, same packages and dpkg filters)",
+        stock_mib, sizes["qcow2_mib"],
+        sizes["ratio_qcow2_vs_goal_160mib"], "<= 160 MiB (ratio to 160)", 1.0)  # fmt: skip
+    if "ratio_delta_download_vs_bundle" in up:
+        row("3 one-package update, MiB fetched", "-", up["delta_download_mib"],
+            up["ratio_delta_download_vs_bundle"], "<= 0.15 of the bundle", 0.15)  # fmt: skip
+    else:  # no delta scheme yet: every update fetches the whole bundle
+        rows.append(("3 one-package update, MiB fetched", "-", f"{up['bundle_mib']} (whole)",
+                     1.0, "<= 0.15 of the bundle", False))  # fmt: skip
+    row("4 install vs dd of the slot (s; stock: dd)", up["dd_slot_s"],
+        up["rauc_install_local_bundle_s"],
+        up["ratio_rauc_install_vs_dd"], "<= 2x dd", 2.0)  # fmt: skip
+    if build:
+        warm = build["warm_build_s"]
+        row("5 warm build (s)", f"{ISSUE_BUILD_BASELINE_S} (issue)", warm,
+            round(warm / 360, 3), "<= 360 s (ratio to 360)", 1.0)  # fmt: skip
+        rows.append(("5 cold build (s)", "-", str(build["cold_build_s"]), None, "reported", None))
+    else:
+        rows.append(("5 warm build (s)", "-", "not measured (--no-build)", None, "<= 360 s", None))
+    lines = [
+        "| goal | stock Debian | MaculaOS | ratio | goal | met |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, stock, ours, ratio, goal, met in rows:
+        verdict = "-" if met is None else ("yes" if met else "no")
+        lines.append(f"| {name} | {stock} | {ours} | {'-' if ratio is None else ratio} "
+                     f"| {goal} | {verdict} |")  # fmt: skip
+    return "\n".join(lines)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("what", choices=["boot", "build", "sizes", "upgrade"])
+    p.add_argument("what", choices=["boot", "build", "sizes", "upgrade", "all"])
     p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--no-build", action="store_true", help="all: measure the newest image only")
     args = p.parse_args()
+    runners: dict[str, Callable[[], dict[str, Any]]] = {
+        "boot": lambda: bench_boot(args.runs),
+        "build": bench_build,
+        "sizes": bench_sizes,
+        "upgrade": bench_upgrade,
+        "all": lambda: bench_all(args.runs, not args.no_build),
+    }
     try:
-        result = {
-            "boot": lambda: bench_boot(args.runs),
-            "build": bench_build,
-            "sizes": bench_sizes,
-            "upgrade": bench_upgrade,
-        }[args.what]()
+        result = runners[args.what]()
     except MaculaError as e:  # a VM that did not boot, a missing tool: said, not a traceback
         print(f"bench {args.what}: {e}", file=sys.stderr)
         return 1
@@ -412,6 +500,8 @@ def main() -> int:
     path = RESULTS / f"{args.what}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
+    if "table" in result:
+        print(result["table"])
     return 0
 
 

@@ -141,7 +141,7 @@ variable "git_commit" {
 variable "squashfs_compression" {
   type        = string
   description = "Slot squashfs compressor: gzip (fast to build) or xz (smaller); none leaves it uncompressed for scripts/build.sh, which compresses it natively on the build host. GRUB reads all three."
-  default     = "gzip"
+  default     = "xz"
   validation {
     condition     = contains(["gzip", "xz", "none"], var.squashfs_compression)
     error_message = "The squashfs_compression variable must be one of: gzip, xz, none."

@@ -43,7 +43,7 @@ def parser() -> argparse.ArgumentParser:
         "--compression",
         choices=["gzip", "xz"],
         default=defaults["image_squashfs_compression"],
-        help="slot squashfs compressor (xz: smaller, ~4x slower under TCG)",
+        help="slot squashfs compressor (default xz; gzip: ~21%% larger, packs 4x faster)",
     )
     b.add_argument(
         "--authorized-keys",

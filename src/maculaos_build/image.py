@@ -33,7 +33,7 @@ class BuildOptions:
     # "": the per-machine build key (dev/CI images); "none": no key; else a file of keys
     authorized_keys: str = ""
     memory: int = 2048
-    compression: str = "gzip"
+    compression: str = "xz"
 
 
 def check_version(version: str) -> str:

@@ -165,16 +165,22 @@ def _one_host_key_offered(h: Any) -> None:
     assert offered == {"ssh-ed25519"}, scans
 
 
+def _initramfs(h: Any) -> tuple[str, set[str]]:
+    """The node's initramfs: its file listing and the modules in it, named as the kernel
+    names them (module file names spell some with "-", usb-storage.ko: "_" here)."""
+    listing = h.check_output("sudo lsinitramfs /boot/initrd.img")
+    modules = {
+        Path(p).name.split(".ko")[0].replace("-", "_") for p in listing.splitlines() if ".ko" in p
+    }
+    return listing, modules
+
+
 def test_issue10_the_boot_carries_only_what_it_needs(node: vmlib.VM) -> None:
     """Issue 10 (docs/decisions/0010): a small initramfs with the boot disks' drivers, one host
     key type, no growing once grown, no units a node has no use for, no documentation."""
     h = host(node)
     # initramfs: MODULES=list (a generic one carries ~830 modules and 37 MB)
-    listing = h.check_output("sudo lsinitramfs /boot/initrd.img")
-    # module file names spell some drivers with "-" (usb-storage.ko): compare with "_"
-    modules = {
-        Path(p).name.split(".ko")[0].replace("-", "_") for p in listing.splitlines() if ".ko" in p
-    }
+    listing, modules = _initramfs(h)
     need = {"virtio_blk", "squashfs", "overlay", "ext4", "nvme", "usb_storage", "uas", "ahci"}
     assert need <= modules, sorted(need - modules)
     assert len(modules) < 80, sorted(modules)
@@ -200,6 +206,12 @@ def test_issue10_the_boot_carries_only_what_it_needs(node: vmlib.VM) -> None:
         "drivers/net/ethernet/chelsio",
         "drivers/scsi/lpfc",
         "fs/ocfs2",
+        "net/mac80211",
+        "fs/afs",
+        "fs/reiserfs",
+        "net/tipc",
+        "net/atm",
+        "drivers/nfc",
     ):
         found = h.check_output(f"find /usr/lib/modules/*/kernel/{tree} -type f 2>/dev/null || true")
         assert found.strip() == "", (tree, found[:300])
@@ -296,16 +308,31 @@ def test_issue10_the_boot_carries_only_what_it_needs(node: vmlib.VM) -> None:
     assert h.file("/usr/share/locale/locale.alias").exists
 
 
+def test_issue10_the_slot_carries_only_the_locales_it_built(node: vmlib.VM) -> None:
+    """Decision 0010, size: of the locale sources only the built locales' stay (and what they
+    copy), and every built locale works."""
+    h = host(node)
+    # locale sources: only those of the built locales (and what they copy); each one works
+    sources = set(h.check_output("ls /usr/share/i18n/locales").split())
+    assert {"en_US", "de_DE", "pt_BR", "pt_PT", "i18n"} <= sources and "ja_JP" not in sources
+    assert len(sources) < 40, sorted(sources)
+    assert h.check_output("ls /usr/share/i18n/charmaps").split() == ["UTF-8.gz"]
+    defaults = yaml.safe_load((REPO / "ansible/roles/base/defaults/main.yml").read_text())
+    built = set(h.check_output("locale -a").split())
+    for name in defaults["base_locales"]:
+        lang = name.split(".")[0]
+        assert f"{lang}.utf8" in built, (name, sorted(built))
+        said = h.run(f"LC_ALL={name} locale")
+        assert said.rc == 0 and "Cannot set" not in said.stderr, (name, said.stderr)
+
+
 def test_issue10_the_initramfs_loads_only_the_drivers_whose_hardware_is_there(
     node: vmlib.VM,
 ) -> None:
     """Decision 0010: the boot disks' drivers are carried in the initramfs and loaded by its udev
     for the hardware that is there; only the slot's filesystems are loaded on every boot."""
     h = host(node)
-    listing = h.check_output("sudo lsinitramfs /boot/initrd.img")
-    modules = {
-        Path(p).name.split(".ko")[0].replace("-", "_") for p in listing.splitlines() if ".ko" in p
-    }
+    _, modules = _initramfs(h)
     drivers = h.file("/etc/initramfs-tools/maculaos-drivers").content_string.splitlines()
     drivers = [ln for ln in drivers if ln and not ln.startswith("#")]
     assert len(drivers) > 20, drivers
@@ -316,7 +343,7 @@ def test_issue10_the_initramfs_loads_only_the_drivers_whose_hardware_is_there(
     # the drivers are carried, and only those whose hardware is there are loaded: this VM's
     # disk is virtio; no RAID controller, no NVMe, no SD card reader started on its boot
     loaded = set(h.check_output("cut -d' ' -f1 /proc/modules").split())
-    assert "virtio_blk" in loaded or "virtio_blk" not in modules
+    assert "virtio_blk" in modules and "virtio_blk" in loaded
     for absent in ("megaraid_sas", "mpt3sas", "hpsa", "smartpqi", "nvme", "sdhci_pci"):
         assert absent in modules and absent not in loaded, absent
 
