@@ -308,10 +308,17 @@ def test_issue10_the_boot_carries_only_what_it_needs(node: vmlib.VM) -> None:
     assert h.file("/usr/share/locale/locale.alias").exists
 
 
-def test_issue10_the_slot_carries_only_the_locales_it_built(node: vmlib.VM) -> None:
+def test_issue10_the_slot_leaves_out_what_the_node_never_reads(node: vmlib.VM) -> None:
     """Decision 0010, size: of the locale sources only the built locales' stay (and what they
-    copy), and every built locale works."""
+    copy), and every built locale works; GRUB's prebuilt monolithic images and fonts were never
+    unpacked, while its packages, the modules the ESP is made from and its licence are there."""
     h = host(node)
+    assert h.run("find /usr/lib/grub -type f -path '*/monolithic/*'").stdout == ""
+    assert h.run("find /usr/share/grub -name '*.pf2'").stdout == ""
+    assert h.file("/usr/lib/grub/x86_64-efi/squash4.mod").exists
+    assert h.file("/usr/share/doc/grub-efi-amd64-unsigned/copyright").exists
+    status = h.check_output("dpkg-query -W -f '${db:Status-Status}' grub-efi-amd64-unsigned")
+    assert status == "installed", status
     # locale sources: only those of the built locales (and what they copy); each one works
     sources = set(h.check_output("ls /usr/share/i18n/locales").split())
     assert {"en_US", "de_DE", "pt_BR", "pt_PT", "i18n"} <= sources and "ja_JP" not in sources
