@@ -22,9 +22,9 @@ if ! ls output/*-amd64/macula-os-*-amd64.qcow2 >/dev/null 2>&1 && [ -z "${MACULA
   ./scripts/build.sh
 fi
 echo "==> VM tier: two nodes (boot, layers, identity, config)"
-pytest -q -m vm tests/vm --ignore=tests/vm/test_upgrade.py
+pytest -q --durations=12 -m vm tests/vm --ignore=tests/vm/test_upgrade.py
 echo "==> VM tier: upgrades on one node (apply, rollback, bad bundles, broken updates, power cuts)"
-pytest -q -s -m vm tests/vm/test_upgrade.py
+pytest -q -s --durations=12 -m vm tests/vm/test_upgrade.py
 if [ "${MACULAOS_FULL:-}" = 1 ]; then
   echo "==> full tier: 100 power cuts during upgrades (two nodes)"
   python -m tests.reliability.power_cut --runs 100 --vms 2

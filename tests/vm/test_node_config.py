@@ -1,5 +1,5 @@
 """Node configuration on a booted node: seed volume at first boot, `maculaos config apply`
-without reboot, an invalid config.yaml across a reboot."""
+without reboot (an invalid config.yaml across a reboot: test_node_reboot.py)."""
 
 from __future__ import annotations
 
@@ -60,29 +60,3 @@ def test_apply_without_reboot_then_no_change(node: vmlib.VM) -> None:
     assert h.check_output("sudo maculaos config apply") == "no change"
     status = json.loads(h.check_output("sudo maculaos config status --json"))
     assert status["errors"] == []
-
-
-def test_invalid_config_boots_on_last_good(node: vmlib.VM) -> None:
-    node.ssh(
-        "sudo",
-        "sh",
-        "-c",
-        "'printf \"maculaos:\\n  upgrade: {channel: edge}\\n  "
-        "timezone: Europe/Paris\\n\" > /var/lib/maculaos/config.yaml'",
-    )
-    node.reboot()
-    h = host(node)
-    # still on the last good config
-    assert "Asia/Tokyo" in h.check_output("timedatectl show -p Timezone --value")
-    status = h.run("sudo maculaos config status")
-    assert status.rc == 1
-    assert "maculaos.upgrade.channel: 'edge' is not allowed" in status.stdout
-    assert "maculaos.upgrade.channel" in h.file("/run/motd.d/50-maculaos-config").content_string
-    assert (
-        "maculaos.upgrade.channel" in h.file("/run/issue.d/50-maculaos-config.issue").content_string
-    )
-    journal = h.check_output("sudo journalctl -b -u maculaos-config --no-pager")
-    assert "maculaos.upgrade.channel" in journal
-    assert h.check_output("systemctl is-active maculaos-config") == "active"
-    failed = h.check_output("systemctl list-units --failed --plain --no-legend")
-    assert failed == "", failed

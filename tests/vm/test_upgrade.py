@@ -282,10 +282,25 @@ def _wait_for_rollback(vm: vmlib.VM, failed_version: str, timeout: float) -> dic
     raise AssertionError(f"no rollback from {failed_version} within {timeout}s")
 
 
+TRIES_CONFIG = "/var/lib/maculaos/config.yaml"
+
+
 def test_unhealthy_v3_rolls_back_by_itself(
     unode: vmlib.VM, server: str, releases: upgrade_fixtures.Releases
 ) -> None:
-    upgrade(unode, "--apply", "--from", f"{server}/v3-unhealthy")
+    """An update whose required unit fails, installed with the node's config saying
+    ``maculaos.upgrade.max_tries: 2``: two unhealthy boots (the first one's health gate
+    reboots to spend a try, GRUB boots the update once more), then GRUB falls back. The
+    panicking update below keeps the default 3."""
+    saved = f"{TRIES_CONFIG}.before-test"
+    unode.ssh(
+        f"sudo sh -c 'umask 077; {{ test ! -e {TRIES_CONFIG} || mv {TRIES_CONFIG} {saved}; }} && "
+        f'printf "maculaos:\\n  upgrade: {{max_tries: 2}}\\n" > {TRIES_CONFIG}\''
+    )
+    try:
+        upgrade(unode, "--apply", "--from", f"{server}/v3-unhealthy")
+    finally:
+        unode.ssh(f"sudo sh -c 'rm {TRIES_CONFIG}; test ! -e {saved} || mv {saved} {TRIES_CONFIG}'")
     boot = unode.boot_id()
     unode.ssh("sudo", "systemctl", "reboot", check=False, timeout=30)
     started = time.monotonic()
@@ -295,11 +310,11 @@ def test_unhealthy_v3_rolls_back_by_itself(
     print(f"unhealthy v3 -> back on {s['running']} in {time.monotonic() - started:.0f}s")
     rb = s["last_rollback"]
     assert s["booted"] == "A" and s["running"] == releases.v1
-    assert rb["tries"] == 3 and rb["unhealthy_boots_seen"] == 3
+    assert rb["tries"] == 2 and rb["unhealthy_boots_seen"] == 2
     assert "ssh.service failed" in rb["reason"]
     assert s["slots"]["B"]["state"] == "bad"
     motd = unode.ssh("cat", "/run/motd.d/60-maculaos-upgrade")
-    assert f"{releases.v3_unhealthy} (slot B) did not become healthy in 3 tries" in motd
+    assert f"{releases.v3_unhealthy} (slot B) did not become healthy in 2 tries" in motd
     issue = unode.ssh("cat", "/run/issue.d/60-maculaos-upgrade.issue")
     assert "rolled back" in issue
     journal = unode.ssh("sudo", "journalctl", "-b", "-u", "maculaos-health", "--no-pager")
