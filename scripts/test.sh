@@ -8,13 +8,19 @@
 #            then a second build of this commit, compared bit for bit: scripts/reproducible.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# each step's wall time, for the closing notes and the CI budget
+t0=$SECONDS
+took() { echo "==> $1: $((SECONDS - t0))s"; t0=$SECONDS; }
 ./scripts/setup-host.sh
 export PATH="$PWD/.venv/bin:$PATH"
 ./scripts/lint.sh
+took "lint"
 echo "==> unit tests"
 pytest -q -m "not vm" tests/unit
+took "unit tests"
 echo "==> molecule (base role on the trixie base disk under QEMU)"
 molecule test
+took "molecule"
 [ "${1:-}" = "--fast" ] && exit 0
 [ "${1:-}" = "--full" ] && export MACULAOS_FULL=1
 if ! ls output/*-amd64/macula-os-*-amd64.qcow2 >/dev/null 2>&1 && [ -z "${MACULAOS_IMAGE:-}" ]; then
@@ -23,8 +29,10 @@ if ! ls output/*-amd64/macula-os-*-amd64.qcow2 >/dev/null 2>&1 && [ -z "${MACULA
 fi
 echo "==> VM tier: two nodes (boot, layers, identity, config)"
 pytest -q --durations=12 -m vm tests/vm --ignore=tests/vm/test_upgrade.py
+took "VM tier: two nodes"
 echo "==> VM tier: upgrades on one node (apply, rollback, bad bundles, broken updates, power cuts)"
 pytest -q -s --durations=12 -m vm tests/vm/test_upgrade.py
+took "VM tier: upgrades"
 if [ "${MACULAOS_FULL:-}" = 1 ]; then
   echo "==> full tier: 100 power cuts during upgrades (two nodes)"
   python -m tests.reliability.power_cut --runs 100 --vms 2

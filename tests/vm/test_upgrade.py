@@ -27,8 +27,23 @@ GUEST_HOST = "10.0.2.2"  # the host as QEMU user networking shows it to the gues
 
 
 @pytest.fixture(scope="module")
-def releases(image: Path, tmp_path_factory: pytest.TempPathFactory) -> upgrade_fixtures.Releases:
-    return upgrade_fixtures.make(image.parent, tmp_path_factory.mktemp("releases"))
+def booted_with_releases(
+    image: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[vmlib.VM, upgrade_fixtures.Releases]]:
+    """The node boots (one emulated CPU) while the host makes the bundles on its other core."""
+    vm = vmlib.VM(image=image, key=ssh_key())
+    with vmlib.running(vm):
+        rel = upgrade_fixtures.make(image.parent, tmp_path_factory.mktemp("releases"))
+        vm.wait_ssh()
+        settle(vm)
+        yield vm, rel
+
+
+@pytest.fixture(scope="module")
+def releases(
+    booted_with_releases: tuple[vmlib.VM, upgrade_fixtures.Releases],
+) -> upgrade_fixtures.Releases:
+    return booted_with_releases[1]
 
 
 @pytest.fixture(scope="module")
@@ -38,12 +53,8 @@ def server(releases: upgrade_fixtures.Releases) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def unode(image: Path) -> Iterator[vmlib.VM]:
-    vm = vmlib.VM(image=image, key=ssh_key())
-    with vmlib.running(vm):
-        vm.wait_ssh()
-        settle(vm)
-        yield vm
+def unode(booted_with_releases: tuple[vmlib.VM, upgrade_fixtures.Releases]) -> vmlib.VM:
+    return booted_with_releases[0]
 
 
 settle, status = powercut.settle, powercut.status
