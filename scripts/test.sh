@@ -19,7 +19,14 @@ echo "==> unit tests"
 pytest -q -m "not vm" tests/unit
 took "unit tests"
 echo "==> molecule (base role on the trixie base disk under QEMU)"
-molecule test
+# converge and idempotence run with Mitogen when the venv has it, as the image build does
+# (decision 0013: one Python on the guest instead of one per task)
+mitogen=$(python -c 'from maculaos_build.image import mitogen_strategy_plugins as m; print(m())')
+if [ -n "$mitogen" ]; then
+  ANSIBLE_STRATEGY_PLUGINS=$mitogen ANSIBLE_STRATEGY=mitogen_linear molecule test
+else
+  molecule test
+fi
 took "molecule"
 [ "${1:-}" = "--fast" ] && exit 0
 [ "${1:-}" = "--full" ] && export MACULAOS_FULL=1
