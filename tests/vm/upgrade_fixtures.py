@@ -1,7 +1,8 @@
 """Bundles for the upgrade tests, derived from the one built image (no second build):
 v2 = the same root re-stamped 0.2.0; v3 broken two ways; a tampered copy; one signed by a
 key the image does not trust. Served by the release-server test double on the host, which
-the guests reach at 10.0.2.2."""
+the guests reach at 10.0.2.2. mksquashfs runs on one host core: the node boots meanwhile
+(tests/vm/test_upgrade.py) on the other."""
 
 from __future__ import annotations
 
@@ -91,7 +92,7 @@ def make_v2(image_dir: Path, work: Path, keep_slot: bool = False) -> tuple[Path,
     manifest = json.loads((image_dir / "manifest.json").read_text())
     rel = Releases(root=work / "srv", v1=manifest["version"])
     slot = bundle.slot_squashfs(image_dir, work / "slot-v1.squashfs")
-    sq = bundle.restamp(slot, rel.v2, work / "slot-v2.squashfs", mutate=_v2_etc)
+    sq = bundle.restamp(slot, rel.v2, work / "slot-v2.squashfs", mutate=_v2_etc, processors=1)
     out = bundle.make_bundle(sq, rel.v2, AMD64, work / f"macula-os-{rel.v2}-amd64.raucb")
     _publish(rel.root, "v2", out, rel.v2)
     slot.unlink()
@@ -107,7 +108,9 @@ def make(image_dir: Path, work: Path) -> Releases:
     slot = bundle.slot_squashfs(image_dir, work / "slot-v1.squashfs")
 
     def build(version: str, mutate: Callable[[Path], None] | None = None) -> Path:
-        sq = bundle.restamp(slot, version, work / f"slot-{version}.squashfs", mutate=mutate)
+        sq = bundle.restamp(
+            slot, version, work / f"slot-{version}.squashfs", mutate=mutate, processors=1
+        )
         out = work / f"macula-os-{version}-amd64.raucb"
         bundle.make_bundle(sq, version, AMD64, out)
         sq.unlink()
