@@ -107,3 +107,24 @@ def test_none_packs_nothing_compressed_and_takes_no_options(tree: Path, tmp_path
         },
     )
     assert refused["failed"] and "takes no compression_opts" in refused["msg"]
+
+
+def test_issue10_the_kernel_and_initramfs_are_stored_as_they_are(tmp_path: Path) -> None:
+    """GRUB reads them out of the slot at every boot and they are compressed already: their
+    blocks are stored raw (no xz for GRUB to undo), everything else is compressed."""
+    root = tmp_path / "root"
+    (root / "boot").mkdir(parents=True)
+    text = "".join(f"line {i} of a very compressible file\n" for i in range(40000))
+    (root / "boot" / "vmlinuz-6.12.0-1-amd64").write_text(text + "kernel")
+    (root / "boot" / "initrd.img-6.12.0-1-amd64").write_text(text + "initramfs")
+    (root / "boot" / "config-6.12.0-1-amd64").write_text(text + "config")
+    size = len(text)
+    dest = tmp_path / "slot.squashfs"
+    result = run_module("maculaos_squashfs", {**_args(root, dest), "compression": "xz"})
+    assert result["changed"] is True, result
+    # two files raw, the third (same size) compressed to a few KiB
+    assert 2 * size < dest.stat().st_size < 2 * size + 64 * 1024
+    out = tmp_path / "out"
+    subprocess.run(["unsquashfs", "-q", "-d", str(out), str(dest)], check=True, capture_output=True)
+    assert (out / "boot" / "vmlinuz-6.12.0-1-amd64").read_text() == text + "kernel"
+    assert (out / "boot" / "initrd.img-6.12.0-1-amd64").read_text() == text + "initramfs"

@@ -4,24 +4,46 @@ against a temporary /etc/ssh the way power cuts and old releases leave it."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-SCRIPT = (
-    Path(__file__).resolve().parents[2] / "ansible/roles/base/files/usr/lib/maculaos/ssh-hostkey"
-)
+FILES = Path(__file__).resolve().parents[2] / "ansible/roles/base/files/usr/lib/maculaos"
+SCRIPT = FILES / "ssh-hostkey"
+FINGERPRINTS = FILES / "ssh-fingerprints"
 KEY = "ssh_host_ed25519_key"
+# what the scripts keep beside the keys to skip ssh-keygen on later boots
+RECORDS = {KEY + ".checked", ".maculaos-fingerprints"}
 
 
-def run(ssh_dir: Path) -> str:
-    env = {**os.environ, "MACULAOS_SSH_DIR": str(ssh_dir)}
+def run(ssh_dir: Path, script: Path = SCRIPT, path: str | None = None) -> str:
+    env = {**os.environ, "MACULAOS_SSH_DIR": str(ssh_dir), "MACULAOS_RUN_DIR": str(ssh_dir.parent)}
+    if path:
+        env["PATH"] = path
     r = subprocess.run(
-        ["sh", str(SCRIPT)], check=False, env=env, capture_output=True, text=True, timeout=60
+        ["sh", str(script)], check=False, env=env, capture_output=True, text=True, timeout=60
     )
     assert r.returncode == 0, r.stderr
     return r.stdout
+
+
+def keys(ssh_dir: Path) -> list[str]:
+    return sorted(p.name for p in ssh_dir.iterdir() if p.name not in RECORDS)
+
+
+@pytest.fixture
+def no_keygen(tmp_path: Path) -> tuple[str, Path]:
+    """A PATH whose ssh-keygen records each run, then does its work."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    ran = tmp_path / "keygen-ran"
+    fake = bin_dir / "ssh-keygen"
+    real = shutil.which("ssh-keygen")
+    fake.write_text(f'#!/bin/sh\necho "$@" >> {ran}\nexec {real} "$@"\n')
+    fake.chmod(0o755)
+    return f"{bin_dir}:{os.environ['PATH']}", ran
 
 
 def public(path: Path) -> str:
@@ -37,7 +59,7 @@ def ssh_dir(tmp_path: Path) -> Path:
 
 def test_first_boot_makes_one_ed25519_pair(ssh_dir: Path) -> None:
     assert "made this node's SSH host key" in run(ssh_dir)
-    assert sorted(p.name for p in ssh_dir.iterdir()) == [KEY, KEY + ".pub"]
+    assert keys(ssh_dir) == [KEY, KEY + ".pub"]
     assert (ssh_dir / KEY).stat().st_mode & 0o777 == 0o600
     assert public(ssh_dir / (KEY + ".pub")).startswith("ssh-ed25519 ")
     derived = subprocess.run(
@@ -96,7 +118,7 @@ def test_an_unusable_private_key_gets_a_new_pair(ssh_dir: Path, damage: str) -> 
     assert "made this node's SSH host key" in run(ssh_dir)
     new = public(ssh_dir / (KEY + ".pub"))
     assert new != old and new.startswith("ssh-ed25519 ")
-    assert sorted(p.name for p in ssh_dir.iterdir()) == [KEY, KEY + ".pub"]
+    assert keys(ssh_dir) == [KEY, KEY + ".pub"]
 
 
 def test_keys_of_an_older_release_are_left_alone(ssh_dir: Path) -> None:
@@ -107,6 +129,61 @@ def test_keys_of_an_older_release_are_left_alone(ssh_dir: Path) -> None:
             ["ssh-keygen", "-q", "-t", kind, "-N", "", "-f", str(ssh_dir / f"ssh_host_{kind}_key")],
             check=True,
         )
-    before = {p.name: p.read_bytes() for p in ssh_dir.iterdir()}
+    before = {p: (ssh_dir / p).read_bytes() for p in keys(ssh_dir)}
     assert run(ssh_dir) == ""
-    assert {p.name: p.read_bytes() for p in ssh_dir.iterdir()} == before
+    assert {p: (ssh_dir / p).read_bytes() for p in keys(ssh_dir)} == before
+
+
+def test_a_checked_pair_is_not_derived_again_on_later_boots(
+    ssh_dir: Path, no_keygen: tuple[str, Path]
+) -> None:
+    run(ssh_dir)
+    path, ran = no_keygen
+    assert run(ssh_dir, path=path) == ""
+    assert not ran.exists()
+
+
+@pytest.mark.parametrize("damage", ["private rewritten", "public rewritten", "public replaced"])
+def test_a_pair_changed_after_its_check_is_checked_again(
+    ssh_dir: Path, no_keygen: tuple[str, Path], damage: str
+) -> None:
+    """Same bytes written again still count: only what the files are now can be trusted."""
+    run(ssh_dir)
+    path, ran = no_keygen
+    target = ssh_dir / (KEY if damage.startswith("private") else KEY + ".pub")
+    data = target.read_bytes()
+    if damage.endswith("replaced"):
+        target.unlink()
+    target.write_bytes(data)
+    assert run(ssh_dir, path=path) == ""  # the same pair: nothing made
+    assert ran.read_text().startswith("-y ")
+    ran.unlink()
+    assert run(ssh_dir, path=path) == "" and not ran.exists()
+
+
+def fingerprints_shown(ssh_dir: Path) -> str:
+    return (ssh_dir.parent / "motd.d/40-maculaos-ssh").read_text()
+
+
+def test_fingerprints_are_shown_without_ssh_keygen_until_a_key_changes(
+    ssh_dir: Path, no_keygen: tuple[str, Path]
+) -> None:
+    run(ssh_dir)
+    run(ssh_dir, FINGERPRINTS)
+    first = fingerprints_shown(ssh_dir)
+    want = subprocess.run(
+        ["ssh-keygen", "-l", "-f", str(ssh_dir / (KEY + ".pub"))],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()[1]  # fmt: skip
+    assert f"ED25519 {want}" in first
+    assert (ssh_dir.parent / "issue.d/40-maculaos-ssh.issue").read_text() == first
+    path, ran = no_keygen
+    (ssh_dir.parent / "motd.d/40-maculaos-ssh").unlink()
+    run(ssh_dir, FINGERPRINTS, path=path)
+    assert fingerprints_shown(ssh_dir) == first and not ran.exists()
+    # a new key (another node's disk image, a key a person replaced): shown anew
+    (ssh_dir / KEY).unlink()
+    run(ssh_dir)
+    run(ssh_dir, FINGERPRINTS)
+    assert fingerprints_shown(ssh_dir) != first
+    assert "ED25519 SHA256:" in fingerprints_shown(ssh_dir)

@@ -65,6 +65,33 @@ def test_timeout_names_what_was_missing() -> None:
     assert not ok and why.startswith("not healthy after 60s") and "no default route" in why
 
 
+def test_units_are_asked_for_rarely_while_the_network_comes_up() -> None:
+    """systemctl is a process per look: while only the route is missing, the gate asks
+    systemd every 10 s, not every 2 s, and still sees a unit fail within those 10 s."""
+    clock = Clock()
+    asked: list[float] = []
+
+    def s(units: list[str]) -> dict[str, tuple[str, str]]:
+        asked.append(clock.t)
+        return {"ssh.service": ("loaded", "failed" if clock.t >= 31 else "active")}
+
+    def n() -> str | None:
+        return "no default route (network not up)"
+
+    ok, why = health.evaluate(["ssh.service"], True, 60, s, n, clock.sleep, clock)
+    assert not ok and why == "required unit ssh.service failed"
+    assert asked == [0, 10, 20, 30, 40]
+    # the network up: the units are asked at once
+    asked.clear()
+    clock.t = 0
+    net = iter(["no default route (network not up)", "no default route (network not up)", None])
+    ok, why = health.evaluate(
+        ["ssh.service"], True, 60, lambda u: {"ssh.service": ("loaded", "active")},
+        lambda: next(net), clock.sleep, clock,
+    )  # fmt: skip
+    assert ok and clock.t == 4
+
+
 def test_network_problem_reads_proc(tmp_path: Path) -> None:
     (tmp_path / "route").write_text(
         "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\n"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from maculaos.config.applicators import write_file
@@ -52,13 +52,41 @@ def install(source: Path, node_config: Path) -> str | None:
     return None
 
 
-def seed(node_config: Path, by_label: Path = BY_LABEL) -> str | None:
+def probe_labels(labels: tuple[str, ...] = LABELS) -> Path | None:
+    """The first device whose filesystem label is one of ``labels``, asking the disks
+    themselves (blkid, no cache) rather than udev. At a first boot udev is busy loading
+    drivers for half a minute under emulation: waiting for it to name the seed volume
+    (``udevadm settle``) held the whole boot for its 5 s timeout, while the device node was
+    there all along."""
+    try:
+        out = subprocess.run(
+            ["blkid", "-c", "/dev/null", "-o", "export", "-s", "LABEL"],
+            capture_output=True, text=True, check=False, timeout=15,
+        ).stdout  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    found: dict[str, str] = {}
+    for block in out.split("\n\n"):
+        tags = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+        dev, label = tags.get("DEVNAME", ""), tags.get("LABEL")
+        if label in labels and dev.startswith("/dev/") and label not in found:
+            found[label] = dev
+    for label in labels:
+        if label in found:
+            return Path(found[label])
+    return None
+
+
+def seed(
+    node_config: Path,
+    by_label: Path = BY_LABEL,
+    probe: Callable[[], Path | None] = probe_labels,
+) -> str | None:
     """Copy a seed config into place if there is none yet; return what was done."""
     if node_config.exists():
         return None
-    # first boot: let udev finish naming the drives we were booted with
-    subprocess.run(["udevadm", "settle", "--timeout=5"], check=False, capture_output=True)
-    device = find_seed_device(by_label)
+    # udev's name when it already made one, else what the disks say
+    device = find_seed_device(by_label) or probe()
     if device is None:
         return None
     with mounted(device) as tree:
