@@ -14,7 +14,7 @@ took() { echo "==> $1: $((SECONDS - t0))s"; t0=$SECONDS; }
 ./scripts/setup-host.sh
 export PATH="$PWD/.venv/bin:$PATH"
 ./scripts/lint.sh
-took "lint"
+took "setup and lint"
 echo "==> unit tests"
 pytest -q -m "not vm" tests/unit
 took "unit tests"

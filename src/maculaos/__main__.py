@@ -28,7 +28,19 @@ def _hostname(args: argparse.Namespace) -> int:
     return 0
 
 
-def parser() -> argparse.ArgumentParser:
+def _command(argv: list[str] | None) -> str | None:
+    """The subcommand word, when it is the first argument."""
+    args = sys.argv[1:] if argv is None else argv
+    return args[0] if args and not args[0].startswith("-") else None
+
+
+def parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The whole command tree; for ``config ...`` or ``upgrade ...`` only that branch (each
+    imports its own modules: the upgrade side brings HTTP, the config side YAML, and a
+    process at boot -- the config unit, the health gate -- should not pay for the other's
+    under an emulated CPU). Any other first word gets every branch: help and errors list
+    them all."""
+    word = _command(argv)
     p = argparse.ArgumentParser(prog="maculaos", description="MaculaOS node tool")
     sub = p.add_subparsers(dest="command", required=True)
     h = sub.add_parser(
@@ -44,12 +56,14 @@ def parser() -> argparse.ArgumentParser:
     )
     h.add_argument("--sysfs", default="/sys/class/net", help=argparse.SUPPRESS)
     h.set_defaults(func=_hostname)
-    from maculaos.config import cli as config_cli  # noqa: PLC0415 (YAML: not at boot)
+    if word not in ("hostname", "upgrade"):
+        from maculaos.config import cli as config_cli  # noqa: PLC0415 (YAML: not at boot)
 
-    config_cli.add_parser(sub)
-    from maculaos.upgrade import cli as upgrade_cli  # noqa: PLC0415
+        config_cli.add_parser(sub)
+    if word not in ("hostname", "config"):
+        from maculaos.upgrade import cli as upgrade_cli  # noqa: PLC0415
 
-    upgrade_cli.add_parser(sub)
+        upgrade_cli.add_parser(sub)
     return p
 
 
@@ -57,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     """Never a traceback: a known error is one line (exit 1), anything else an internal error
     (exit 70, EX_SOFTWARE) with a hint to report it; Ctrl-C exits 130 quietly."""
     try:
-        args = parser().parse_args(argv)
+        args = parser(argv).parse_args(argv)
         return int(args.func(args))
     except MaculaError as e:
         print(f"maculaos: error: {e}", file=sys.stderr)

@@ -138,3 +138,33 @@ def test_item12_apply_as_a_normal_user_says_it_needs_root(
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     assert cli_main.main(["config", "apply"]) == 1
     assert "maculaos: error: config apply needs root" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "absent"),
+    [
+        (["config", "status"], ("maculaos.upgrade.cli", "urllib.request", "http.client")),
+        (["upgrade", "health"], ("maculaos.config.cli", "urllib.request", "http.client")),
+        (["hostname"], ("maculaos.config.cli", "maculaos.upgrade.cli", "yaml")),
+    ],
+)
+def test_issue10_a_command_imports_only_its_own_branch(
+    args: list[str], absent: tuple[str, ...]
+) -> None:
+    """The config unit and the health gate start at every boot under an emulated CPU: neither
+    pays for the other branch's modules (HTTP for upgrades, YAML for the config)."""
+    probe = (
+        "import sys\n"
+        "from maculaos.__main__ import parser\n"
+        f"parser({args!r}).parse_args({args!r})\n"
+        f"print([m for m in {absent!r} if m in sys.modules])\n"
+    )
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert r.stdout.strip() == "[]", r.stdout
+
+
+def test_issue10_help_and_a_wrong_command_still_name_every_command() -> None:
+    for args in (["--help"], ["bogus"], []):
+        r = run(args, b"")
+        said = (r.stdout + r.stderr).decode()
+        assert all(c in said for c in ("hostname", "config", "upgrade")), (args, said)

@@ -15,7 +15,7 @@ SCRIPT = FILES / "ssh-hostkey"
 FINGERPRINTS = FILES / "ssh-fingerprints"
 KEY = "ssh_host_ed25519_key"
 # what the scripts keep beside the keys to skip ssh-keygen on later boots
-RECORDS = {KEY + ".checked", ".maculaos-fingerprints"}
+RECORDS = {".maculaos-hostkey-checked", ".maculaos-fingerprints"}
 
 
 def run(ssh_dir: Path, script: Path = SCRIPT, path: str | None = None) -> str:

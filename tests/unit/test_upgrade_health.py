@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +91,27 @@ def test_units_are_asked_for_rarely_while_the_network_comes_up() -> None:
         lambda: next(net), clock.sleep, clock,
     )  # fmt: skip
     assert ok and clock.t == 4
+
+
+def test_optional_units_are_read_in_one_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One systemctl for every optional unit; enabled and static count, not-found, disabled
+    and masked do not."""
+    calls: list[list[str]] = []
+    said = (
+        "Id=k3s.service\nUnitFileState=enabled\n\n"
+        "Id=k3s-agent.service\nUnitFileState=\n\n"
+        "Id=macula-mesh.service\nUnitFileState=masked\n\n"
+        "Id=a.service\nUnitFileState=static\n\nId=b.service\nUnitFileState=disabled\n"
+    )
+
+    def systemctl(cmd: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
+        calls.append(cmd)
+        return subprocess.CompletedProcess(cmd, 0, said, "")
+
+    monkeypatch.setattr(subprocess, "run", systemctl)
+    units = (*health.OPTIONAL_UNITS, "a.service", "b.service")
+    assert health.enabled_optional_units(units) == ["k3s.service", "a.service"]
+    assert len(calls) == 1 and calls[0][:2] == ["systemctl", "show"]
 
 
 def test_network_problem_reads_proc(tmp_path: Path) -> None:

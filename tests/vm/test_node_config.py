@@ -35,6 +35,11 @@ def test_seed_volume_configured_the_first_boot(node: vmlib.VM) -> None:
         [
             "ssh",
             *vmlib.SSH_OPTS,
+            # only this key: one the build key's agent or ~/.ssh holds must not log in for it
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "IdentityAgent=none",
             "-i",
             str(second_key()),
             "-p",

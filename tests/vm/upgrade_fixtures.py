@@ -86,13 +86,18 @@ def _publish(root: Path, name: str, bundle_file: Path, version: str) -> None:
     bundle.write_index(d, [bundle.index_entry(dest, version, AMD64, "stable")])
 
 
-def make_v2(image_dir: Path, work: Path, keep_slot: bool = False) -> tuple[Path, str, str]:
+def make_v2(
+    image_dir: Path, work: Path, keep_slot: bool = False, processors: int | None = None
+) -> tuple[Path, str, str]:
     """Only the v2 scenario (served root, v1, v2): what the power-cut runs need. With
-    ``keep_slot`` the v2 slot image stays at work/slot-v2.squashfs."""
+    ``keep_slot`` the v2 slot image stays at work/slot-v2.squashfs. ``processors`` caps
+    mksquashfs (one core when a node boots beside it)."""
     manifest = json.loads((image_dir / "manifest.json").read_text())
     rel = Releases(root=work / "srv", v1=manifest["version"])
     slot = bundle.slot_squashfs(image_dir, work / "slot-v1.squashfs")
-    sq = bundle.restamp(slot, rel.v2, work / "slot-v2.squashfs", mutate=_v2_etc, processors=1)
+    sq = bundle.restamp(
+        slot, rel.v2, work / "slot-v2.squashfs", mutate=_v2_etc, processors=processors
+    )
     out = bundle.make_bundle(sq, rel.v2, AMD64, work / f"macula-os-{rel.v2}-amd64.raucb")
     _publish(rel.root, "v2", out, rel.v2)
     slot.unlink()
@@ -102,7 +107,7 @@ def make_v2(image_dir: Path, work: Path, keep_slot: bool = False) -> tuple[Path,
 
 
 def make(image_dir: Path, work: Path) -> Releases:
-    root, v1, _ = make_v2(image_dir, work, keep_slot=True)
+    root, v1, _ = make_v2(image_dir, work, keep_slot=True, processors=1)
     rel = Releases(root=root, v1=v1)
     v2 = root / "v2" / f"macula-os-{rel.v2}-amd64.raucb"
     slot = bundle.slot_squashfs(image_dir, work / "slot-v1.squashfs")

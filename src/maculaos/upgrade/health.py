@@ -21,6 +21,10 @@ from maculaos.upgrade import bootenv, esp, state
 OPTIONAL_UNITS = ("k3s.service", "k3s-agent.service", "macula-mesh.service")
 CMDLINE = Path("/proc/cmdline")
 POLL_S = 2
+# what `systemctl is-enabled` answers 0 for
+ENABLED_STATES = (
+    "enabled", "enabled-runtime", "static", "alias", "indirect", "generated", "transient"
+)  # fmt: skip
 UNITS_EVERY = 5  # rounds: the units' states are read at least every POLL_S * UNITS_EVERY s
 
 
@@ -39,13 +43,19 @@ def unit_states(units: list[str]) -> dict[str, tuple[str, str]]:
     return result
 
 
-def enabled_optional_units() -> list[str]:
+def enabled_optional_units(units: tuple[str, ...] = OPTIONAL_UNITS) -> list[str]:
+    """Those of ``units`` that are enabled, in one call to systemd (a process each costs an
+    emulated boot a fraction of a second)."""
+    out = subprocess.run(
+        ["systemctl", "show", "--property=Id,UnitFileState", "--", *units],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
     found = []
-    for unit in OPTIONAL_UNITS:
-        r = subprocess.run(
-            ["systemctl", "is-enabled", "--quiet", unit], capture_output=True, check=False
-        )
-        if r.returncode == 0:
+    for unit, block in zip(units, out.split("\n\n"), strict=False):
+        props = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+        if props.get("UnitFileState") in ENABLED_STATES:
             found.append(unit)
     return found
 

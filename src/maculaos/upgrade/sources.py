@@ -20,9 +20,7 @@ import os
 import re
 import sys
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +61,9 @@ def version_key(version: str) -> tuple[Any, ...]:
 
 
 def _get(url: str, timeout: float = 30) -> bytes:
+    import urllib.error  # noqa: PLC0415 (HTTP's modules: only when fetching, not at boot)
+    import urllib.request  # noqa: PLC0415
+
     req = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
@@ -206,6 +207,9 @@ def _progress(done: int, total: int | None, started: float, last: list[float]) -
 def fetch(release: Release, cache: Path, retries: int = 5) -> Path:
     """The bundle as a local file. Downloads resume from a ``.part`` file (HTTP Range) after
     a broken connection or a reboot; the size and sha256 from the index are checked."""
+    import urllib.error  # noqa: PLC0415 (HTTP's modules: only when fetching, not at boot)
+    import urllib.request  # noqa: PLC0415
+
     if "://" not in release.url:
         path = Path(release.url)
         _verify(path, release)
