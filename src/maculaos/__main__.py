@@ -28,19 +28,13 @@ def _hostname(args: argparse.Namespace) -> int:
     return 0
 
 
-def _command(argv: list[str] | None) -> str | None:
-    """The subcommand word, when it is the first argument."""
-    args = sys.argv[1:] if argv is None else argv
-    return args[0] if args and not args[0].startswith("-") else None
-
-
 def parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
-    """The whole command tree; for ``config ...`` or ``upgrade ...`` only that branch (each
-    imports its own modules: the upgrade side brings HTTP, the config side YAML, and a
-    process at boot -- the config unit, the health gate -- should not pay for the other's
-    under an emulated CPU). Any other first word gets every branch: help and errors list
-    them all."""
-    word = _command(argv)
+    """The whole command tree; for ``argv`` that starts with ``config``, ``upgrade`` or
+    ``hostname`` only that branch (each imports its own modules: the upgrade side brings HTTP,
+    the config side YAML, and a process at boot -- the config unit, the health gate -- should
+    not pay for the other's under an emulated CPU). Any other first word, an option first, or
+    no ``argv`` at all gets every branch: help and a wrong command list them all."""
+    word = argv[0] if argv else None
     p = argparse.ArgumentParser(prog="maculaos", description="MaculaOS node tool")
     sub = p.add_subparsers(dest="command", required=True)
     h = sub.add_parser(
@@ -71,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     """Never a traceback: a known error is one line (exit 1), anything else an internal error
     (exit 70, EX_SOFTWARE) with a hint to report it; Ctrl-C exits 130 quietly."""
     try:
+        argv = sys.argv[1:] if argv is None else argv
         args = parser(argv).parse_args(argv)
         return int(args.func(args))
     except MaculaError as e:

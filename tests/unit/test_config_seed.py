@@ -3,9 +3,11 @@ exercised by the VM tier)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -63,17 +65,70 @@ def test_seed_found_by_asking_the_disks_when_udev_has_not_named_it(
 
     monkeypatch.setattr(subprocess, "run", hung)
     assert seed.probe_labels() is None
-    # no udev name and nothing found: no seed, nothing written
+    # no udev name and nothing found: udev is waited for once, then no seed, nothing written
     dest = tmp_path / "config.yaml"
-    assert seed.seed(dest, by_label=tmp_path, probe=lambda: None) is None
-    assert not dest.exists()
+    settled: list[bool] = []
+    assert (
+        seed.seed(dest, by_label=tmp_path, probe=lambda: None, settle=lambda: settled.append(True))
+        is None
+    )
+    assert not dest.exists() and settled == [True]
+
+
+def test_a_seed_the_disks_know_is_taken_without_waiting_for_udev(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """blkid's answer first (it also orders the labels), udev's names when blkid has none;
+    the wait for udev only when neither knows one, and a look again after it."""
+    links = tmp_path / "by-label"
+    links.mkdir()
+    (links / "cidata").touch()
+    seen: list[str] = []
+
+    def settle() -> None:
+        seen.append("settle")
+
+    def probe(answers: list[Path | None]) -> Callable[[], Path | None]:
+        def ask() -> Path | None:
+            seen.append("probe")
+            return answers.pop(0)
+
+        return ask
+
+    dest = tmp_path / "config.yaml"
+    # blkid names MACULAOS_CONFIG while udev only named cidata yet: blkid's wins, no wait
+    mounted: list[Path] = []
+
+    @contextlib.contextmanager
+    def fake_mount(device: Path) -> Iterator[Path]:
+        mounted.append(device)
+        tree = tmp_path / "tree"
+        tree.mkdir(exist_ok=True)
+        (tree / "config.yaml").write_text("maculaos: {timezone: UTC}\n")
+        yield tree
+
+    monkeypatch.setattr(seed, "mounted", fake_mount)
+    said = seed.seed(dest, links, probe([Path("/dev/vdb")]), settle)
+    assert mounted == [Path("/dev/vdb")] and seen == ["probe"], (mounted, seen)
+    assert said is not None and said.startswith("seeded") and dest.exists()
+    # blkid cannot tell: udev's name
+    dest.unlink()
+    seen.clear()
+    seed.seed(dest, links, probe([None]), settle)
+    assert mounted[-1] == links / "cidata" and seen == ["probe"]
+    # nothing yet: wait for udev once, then blkid finds the late drive
+    dest.unlink()
+    seen.clear()
+    (links / "cidata").unlink()
+    seed.seed(dest, links, probe([None, Path("/dev/sr0")]), settle)
+    assert mounted[-1] == Path("/dev/sr0") and seen == ["probe", "settle", "probe"]
 
 
 def test_existing_config_is_never_replaced(tmp_path: Path) -> None:
     dest = tmp_path / "config.yaml"
     dest.write_text("x: 1\n")
     (tmp_path / "MACULAOS_CONFIG").touch()
-    assert seed.seed(dest, by_label=tmp_path, probe=lambda: None) is None
+    assert seed.seed(dest, by_label=tmp_path, probe=lambda: None, settle=lambda: None) is None
     assert dest.read_text() == "x: 1\n"
 
 

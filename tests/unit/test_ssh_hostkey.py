@@ -143,22 +143,63 @@ def test_a_checked_pair_is_not_derived_again_on_later_boots(
     assert not ran.exists()
 
 
-@pytest.mark.parametrize("damage", ["private rewritten", "public rewritten", "public replaced"])
-def test_a_pair_changed_after_its_check_is_checked_again(
-    ssh_dir: Path, no_keygen: tuple[str, Path], damage: str
+@pytest.mark.parametrize("damage", ["private garbage", "public of another key", "link retargeted"])
+def test_a_pair_whose_bytes_changed_after_its_check_is_checked_again(
+    ssh_dir: Path, tmp_path: Path, no_keygen: tuple[str, Path], damage: str
 ) -> None:
-    """Same bytes written again still count: only what the files are now can be trusted."""
+    """The record holds what the files contain: damage, another key, or a key kept elsewhere
+    behind a link whose target was replaced are checked again (and mended or remade)."""
     run(ssh_dir)
     path, ran = no_keygen
-    target = ssh_dir / (KEY if damage.startswith("private") else KEY + ".pub")
-    data = target.read_bytes()
-    if damage.endswith("replaced"):
-        target.unlink()
-    target.write_bytes(data)
-    assert run(ssh_dir, path=path) == ""  # the same pair: nothing made
+    pub = ssh_dir / (KEY + ".pub")
+    if damage == "private garbage":
+        (ssh_dir / KEY).write_bytes(os.urandom(400))
+    elif damage == "public of another key":
+        other = tmp_path / "other"
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True
+        )
+        pub.write_text(other.with_suffix(".pub").read_text())
+    else:  # the keys live elsewhere (a link each), and another pair replaces them there
+        store = tmp_path / "store"
+        store.mkdir()
+        for name in (KEY, KEY + ".pub"):
+            (store / name).write_bytes((ssh_dir / name).read_bytes())
+            (ssh_dir / name).unlink()
+            (ssh_dir / name).symlink_to(store / name)
+        run(ssh_dir)  # checked and recorded through the links
+        (store / KEY).unlink()
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(store / "k")], check=True
+        )
+        (store / "k").rename(store / KEY)
+        (store / "k.pub").rename(store / (KEY + ".pub"))
+    run(ssh_dir, path=path)
     assert ran.read_text().startswith("-y ")
+    derived = subprocess.run(
+        ["ssh-keygen", "-y", "-f", str(ssh_dir / KEY)], capture_output=True, text=True, check=True
+    ).stdout
+    assert " ".join(derived.split()[:2]) == public(pub)
     ran.unlink()
     assert run(ssh_dir, path=path) == "" and not ran.exists()
+
+
+def test_a_repair_that_could_not_be_written_is_not_recorded(ssh_dir: Path, tmp_path: Path) -> None:
+    """A wrong public half that cannot be replaced (no room, a directory in the way) is not
+    recorded as checked: the next boot tries again."""
+    run(ssh_dir)
+    good = public(ssh_dir / (KEY + ".pub"))
+    other = tmp_path / "other"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    (ssh_dir / (KEY + ".pub")).write_text(other.with_suffix(".pub").read_text())
+    (ssh_dir / (KEY + ".pub.tmp")).mkdir()  # the write cannot happen
+    env = {**os.environ, "MACULAOS_SSH_DIR": str(ssh_dir)}
+    r = subprocess.run(["sh", str(SCRIPT)], env=env, capture_output=True, text=True, check=False)
+    assert r.returncode == 0 and "could not write" in r.stderr
+    assert not (ssh_dir / ".maculaos-hostkey-checked").exists()
+    (ssh_dir / (KEY + ".pub.tmp")).rmdir()
+    assert "made" in run(ssh_dir) and public(ssh_dir / (KEY + ".pub")) == good
+    assert (ssh_dir / ".maculaos-hostkey-checked").stat().st_mode & 0o777 == 0o600
 
 
 def fingerprints_shown(ssh_dir: Path) -> str:

@@ -114,6 +114,21 @@ def test_optional_units_are_read_in_one_call(monkeypatch: pytest.MonkeyPatch) ->
     assert len(calls) == 1 and calls[0][:2] == ["systemctl", "show"]
 
 
+def test_a_silent_systemctl_is_never_read_as_healthy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """systemctl that prints nothing (D-Bus down) leaves the units unknown, not up."""
+    monkeypatch.setattr(
+        subprocess, "run", lambda cmd, **kw: subprocess.CompletedProcess(cmd, 1, "", "")
+    )
+    assert health.unit_states(["ssh.service", "x.service"]) == {
+        "ssh.service": ("?", "?"),
+        "x.service": ("?", "?"),
+    }
+    assert health.enabled_optional_units() == []
+    ok, why = health.evaluate(["ssh.service"], False, 4, sleep=lambda s: None, clock=iter(
+        [0.0, 0.0, 2.0, 4.0, 6.0]).__next__)  # fmt: skip
+    assert not ok and "ssh.service is ?" in why
+
+
 def test_network_problem_reads_proc(tmp_path: Path) -> None:
     (tmp_path / "route").write_text(
         "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\n"

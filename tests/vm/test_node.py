@@ -177,11 +177,13 @@ def _no_units_a_node_has_no_use_for(h: Any) -> None:
     ran = h.check_output("systemctl show -P ExecMainStartTimestampMonotonic fstrim.service")
     assert ran.strip() in ("", "0"), ran
     # no SSH over VSOCK (its generator loaded five modules at every boot)
-    for name in ("ssh", "gpt-auto", "hibernate-resume", "system-update", "rc-local", "sysv"):
+    for name in ("ssh", "gpt-auto", "hibernate-resume", "system-update", "sysv"):
         generator = f"/etc/systemd/system-generators/systemd-{name}-generator"
         assert h.check_output(f"readlink {generator}").strip() == "/dev/null", name
-    # ...and what the others made is all there: the serial console's getty, the fstab mounts
+    # ...and what the others made is all there: the serial console's getty (getty generator),
+    # the ESP's automount (fstab generator), rc.local's unit
     assert h.check_output("systemctl is-active serial-getty@ttyS0.service").strip() == "active"
+    assert h.run("test -e /etc/systemd/system-generators/systemd-rc-local-generator").rc != 0
     assert "vsock" not in h.check_output("cat /proc/modules")
 
 

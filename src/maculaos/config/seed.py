@@ -53,11 +53,9 @@ def install(source: Path, node_config: Path) -> str | None:
 
 
 def probe_labels(labels: tuple[str, ...] = LABELS) -> Path | None:
-    """The first device whose filesystem label is one of ``labels``, asking the disks
-    themselves (blkid, no cache) rather than udev. At a first boot udev is busy loading
-    drivers for half a minute under emulation: waiting for it to name the seed volume
-    (``udevadm settle``) held the whole boot for its 5 s timeout, while the device node was
-    there all along."""
+    """The first device whose filesystem label is one of ``labels`` (in that order), asking
+    the disks themselves (blkid, no cache) rather than udev's names, which lag behind while
+    udev is busy loading drivers at a first boot."""
     try:
         out = subprocess.run(
             ["blkid", "-c", "/dev/null", "-o", "export", "-s", "LABEL"],
@@ -77,16 +75,29 @@ def probe_labels(labels: tuple[str, ...] = LABELS) -> Path | None:
     return None
 
 
+def settle_udev() -> None:
+    subprocess.run(["udevadm", "settle", "--timeout=5"], check=False, capture_output=True)
+
+
 def seed(
     node_config: Path,
     by_label: Path = BY_LABEL,
     probe: Callable[[], Path | None] = probe_labels,
+    settle: Callable[[], None] = settle_udev,
 ) -> str | None:
-    """Copy a seed config into place if there is none yet; return what was done."""
+    """Copy a seed config into place if there is none yet; return what was done.
+
+    The disks are asked first; udev's by-label names stand in when blkid cannot run. Only when
+    neither knows a seed volume does the unit wait for udev (at most 5 s) and look again: a
+    drive whose driver udev loads late (a CD drive, storage behind a USB hub) may still bring
+    one. A node seeded from a disk the kernel already knows does not wait: under emulation
+    udev is busy for half a minute at a first boot, and that wait held every service back."""
     if node_config.exists():
         return None
-    # udev's name when it already made one, else what the disks say
-    device = find_seed_device(by_label) or probe()
+    device = probe() or find_seed_device(by_label)
+    if device is None:
+        settle()
+        device = probe() or find_seed_device(by_label)
     if device is None:
         return None
     with mounted(device) as tree:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,36 +28,40 @@ ENABLED_STATES = (
 UNITS_EVERY = 5  # rounds: the units' states are read at least every POLL_S * UNITS_EVERY s
 
 
-def unit_states(units: list[str]) -> dict[str, tuple[str, str]]:
-    """unit -> (LoadState, ActiveState)"""
+def _show(units: Sequence[str], props: str) -> list[dict[str, str]]:
+    """``systemctl show --property=Id,<props>`` for each of ``units``, in one process."""
     out = subprocess.run(
-        ["systemctl", "show", "--property=Id,LoadState,ActiveState", "--", *units],
+        ["systemctl", "show", f"--property=Id,{props}", "--", *units],
         capture_output=True,
         text=True,
         check=False,
     ).stdout
-    result: dict[str, tuple[str, str]] = {}
-    for unit, block in zip(units, out.split("\n\n"), strict=False):
-        props = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
-        result[unit] = (props.get("LoadState", "?"), props.get("ActiveState", "?"))
-    return result
+    # a unit systemd did not answer for (a D-Bus failure prints nothing) reads as unknown,
+    # never as up: the states are matched to the units by position
+    blocks = out.split("\n\n")
+    blocks += [""] * (len(units) - len(blocks))
+    return [
+        dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+        for _, block in zip(units, blocks, strict=False)
+    ]
+
+
+def unit_states(units: list[str]) -> dict[str, tuple[str, str]]:
+    """unit -> (LoadState, ActiveState)"""
+    return {
+        unit: (props.get("LoadState", "?"), props.get("ActiveState", "?"))
+        for unit, props in zip(units, _show(units, "LoadState,ActiveState"), strict=False)
+    }
 
 
 def enabled_optional_units(units: tuple[str, ...] = OPTIONAL_UNITS) -> list[str]:
     """Those of ``units`` that are enabled, in one call to systemd (a process each costs an
     emulated boot a fraction of a second)."""
-    out = subprocess.run(
-        ["systemctl", "show", "--property=Id,UnitFileState", "--", *units],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout
-    found = []
-    for unit, block in zip(units, out.split("\n\n"), strict=False):
-        props = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
-        if props.get("UnitFileState") in ENABLED_STATES:
-            found.append(unit)
-    return found
+    return [
+        unit
+        for unit, props in zip(units, _show(units, "UnitFileState"), strict=False)
+        if props.get("UnitFileState") in ENABLED_STATES
+    ]
 
 
 def network_problem(proc: Path = Path("/proc/net")) -> str | None:
