@@ -475,12 +475,23 @@ def goals_table(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _runs(text: str) -> int:
+    """--runs: a whole number of at least 1 (a median of no runs has no answer)."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{n} runs measure nothing: give 1 or more")
+    return n
+
+
 def main() -> int:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("what", choices=["boot", "build", "sizes", "upgrade", "all"])
-    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--runs", type=_runs, default=3, help="boots per image (1 or more)")
     p.add_argument("--no-build", action="store_true", help="all: measure the newest image only")
     args = p.parse_args()
     runners: dict[str, Callable[[], dict[str, Any]]] = {

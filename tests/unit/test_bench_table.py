@@ -3,7 +3,12 @@ figure that was not measured said so instead of passing."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from bench import run
 
@@ -77,3 +82,15 @@ def test_a_delta_figure_replaces_the_whole_bundle_row() -> None:
     assert rows["3 one-package update, MiB fetched"][1:] == [
         "12.0", "0.079", "<= 0.15 of the bundle", "yes"
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize("runs", ["0", "-2", "x"])
+def test_bench_refuses_runs_that_measure_nothing(runs: str) -> None:
+    """`bench boot --runs 0` ended in a statistics traceback; now one line, exit 2."""
+    r = subprocess.run(
+        [sys.executable, "-m", "bench.run", "boot", "--runs", runs],
+        capture_output=True, text=True, check=False, timeout=60,
+        cwd=Path(__file__).resolve().parents[2],
+    )  # fmt: skip
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "--runs" in r.stderr and ("1 or more" in r.stderr or "whole number" in r.stderr)
