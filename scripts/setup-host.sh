@@ -13,7 +13,7 @@ APT_PACKAGES=(
   squashfs-tools e2fsprogs dosfstools mtools fdisk gdisk
   grub-efi-amd64-bin grub-common grub-emu xorriso busybox
   zstd xz-utils openssh-client rsync jq
-  rauc openssl
+  rauc casync openssl
   python3-venv
 )
 # drop the "ansible-core-" marker: we never want Debian's ansible (venv pins it)

@@ -1,7 +1,10 @@
 """Update bundles: the slot squashfs of a built image, signed with RAUC, plus an index.
 
 ``maculaos-build bundle`` (and the end of ``maculaos-build image``) writes next to the image:
-``macula-os-<ver>-<arch>.raucb`` and ``index.json`` (format: docs/upgrade.md).
+``macula-os-<ver>-<arch>.raucb`` (the whole slot, plain format: a stick, GitHub, any node),
+``casync/macula-os-<ver>-<arch>.raucb`` with its chunk store ``casync/…castr/`` (verity
+format; a node streams it over HTTP and fetches only the chunks its running slot lacks:
+docs/decisions/0014) and ``index.json`` naming both (format: docs/upgrade.md).
 
 Signing: ``MACULAOS_SIGNING_CERT`` + ``MACULAOS_SIGNING_KEY`` (PEM files or PKCS#11 URLs) and
 ``MACULAOS_KEYRING`` (the CA the image trusts) select a production key; without them a
@@ -138,9 +141,16 @@ def restamp(
     return dest
 
 
+CASYNC_DIR = "casync"
+
+
 def make_bundle(
-    slot: Path, version: str, arch: Architecture, out: Path, sign: Signer | None = None
-) -> Path:
+    slot: Path, version: str, arch: Architecture, out: Path, sign: Signer | None = None,
+    fmt: str = "plain",
+) -> Path:  # fmt: skip
+    """A signed bundle of ``slot``: ``plain`` (signature over every byte, checked before
+    anything is written) or ``verity`` (signed manifest plus a dm-verity hash tree, checked
+    while it is read: what RAUC streams over HTTP)."""
     sign = sign or signer()
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".bundle-") as tmp:
         content = Path(tmp) / "content"
@@ -154,7 +164,7 @@ def make_bundle(
             f"compatible={layout.compatible(arch.value)}\n"
             f"version={version}\n"
             f"description=MaculaOS {version} ({arch.value})\n\n"
-            "[bundle]\nformat=plain\n\n"
+            f"[bundle]\nformat={fmt}\n\n"
             "[image.rootfs]\nfilename=rootfs.squashfs\n"
         )
         out.unlink(missing_ok=True)
@@ -176,8 +186,45 @@ def make_bundle(
     return out
 
 
-def index_entry(bundle: Path, version: str, arch: Architecture, channel: str) -> dict[str, Any]:
-    return {
+def make_casync(
+    slot: Path, version: str, arch: Architecture, out: Path, sign: Signer | None = None
+) -> Path:
+    """The casync form of the bundle: ``out`` holds the signed manifest and the slot's chunk
+    index (a few hundred KiB), ``out`` with ``.castr`` for ``.raucb`` the chunk store. RAUC's
+    own ``convert`` of a verity bundle; chunking is content-defined, so a file that moved
+    still yields the same chunks."""
+    sign = sign or signer()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    store = out.with_suffix(".castr")
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".casync-") as tmp:
+        verity = make_bundle(slot, version, arch, Path(tmp) / "verity.raucb", sign, "verity")
+        out.unlink(missing_ok=True)
+        shutil.rmtree(store, ignore_errors=True)
+        r = subprocess.run(
+            [
+                "rauc",
+                "convert",
+                f"--cert={sign.cert}",
+                f"--key={sign.key}",
+                f"--keyring={sign.keyring}",
+                f"--signing-keyring={sign.keyring}",
+                "--mksquashfs-args=-noI -noD -noF -noX -no-progress",
+                str(verity),
+                str(out),
+            ],
+            check=False,
+            capture_output=True,
+            text=True,
+        )
+        if r.returncode != 0:
+            die(f"rauc convert (casync bundle) failed: {r.stderr.strip()[-500:]}")
+    return out
+
+
+def index_entry(
+    bundle: Path, version: str, arch: Architecture, channel: str, casync: Path | None = None
+) -> dict[str, Any]:
+    entry: dict[str, Any] = {
         "version": version,
         "channel": channel,
         "arch": arch.value,
@@ -185,6 +232,13 @@ def index_entry(bundle: Path, version: str, arch: Architecture, channel: str) ->
         "sha256": sha256(bundle),
         "size": bundle.stat().st_size,
     }
+    if casync is not None:
+        entry["casync"] = {
+            "bundle": casync.relative_to(bundle.parent).as_posix(),
+            "sha256": sha256(casync),
+            "size": casync.stat().st_size,
+        }
+    return entry
 
 
 def write_index(directory: Path, entries: list[dict[str, Any]]) -> Path:
@@ -199,8 +253,13 @@ def for_image(image_dir: Path, channel: str = "stable") -> Path:
     manifest = json.loads((image_dir / "manifest.json").read_text())
     version, arch = manifest["version"], Architecture(manifest["arch"])
     out = image_dir / artifact_name(version, arch, "raucb")
-    with step(f"update bundle {out.name}"), tempfile.TemporaryDirectory(dir=image_dir) as tmp:
+    delta = image_dir / CASYNC_DIR / out.name
+    with (
+        step(f"update bundles {out.name}, {CASYNC_DIR}/"),
+        tempfile.TemporaryDirectory(dir=image_dir) as tmp,
+    ):
         slot = slot_squashfs(image_dir, Path(tmp) / "rootfs.squashfs")
         make_bundle(slot, version, arch, out)
-    write_index(image_dir, [index_entry(out, version, arch, channel)])
+        make_casync(slot, version, arch, delta)
+    write_index(image_dir, [index_entry(out, version, arch, channel, delta)])
     return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import subprocess
 from pathlib import Path
 
@@ -19,6 +20,8 @@ def signed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bundle.Signe
     src = d / "root"
     (src / "usr/lib").mkdir(parents=True)
     (src / "usr/lib/os-release").write_text('NAME="MaculaOS"\nVERSION_ID="0.1.0"\n')
+    # incompressible bytes: enough casync chunks that the index outgrows verity's one block
+    (src / "usr/lib/blob").write_bytes(random.Random(1).randbytes(8 << 20))
     slot = d / "rootfs.squashfs"
     subprocess.run(["mksquashfs", str(src), str(slot), "-noappend", "-quiet"], check=True)
     sign = bundle.dev_signer(d / "keys")
@@ -71,3 +74,40 @@ def test_restamp_changes_only_the_version(signed: tuple[Path, bundle.Signer, Pat
         check=True,
     ).stdout
     assert 'VERSION_ID="0.3.0"' in listing and 'NAME="MaculaOS"' in listing
+
+
+def test_casync_bundle_is_signed_verity_with_a_chunk_store_beside_it(
+    signed: tuple[Path, bundle.Signer, Path],
+) -> None:
+    """What the index's "casync" entry names: a verity bundle (RAUC can stream it) holding a
+    chunk index, the store beside it under the name RAUC derives (.castr for .raucb), and
+    the same slot chunked twice gives the same chunks (a rebuild serves no new ones)."""
+    _, sign, d = signed
+    slot = d / "rootfs.squashfs"
+    out = bundle.make_casync(slot, "0.2.0", Architecture.amd64, d / "casync" / "b.raucb", sign)
+    r = _info(out, sign.keyring)
+    assert r.returncode == 0, r.stderr
+    assert '"filename":"rootfs.squashfs.caibx"' in r.stdout.replace(" ", "")
+    text = subprocess.run(
+        ["rauc", "info", f"--keyring={sign.keyring}", str(out)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert "Bundle Format: \tverity" in text.stdout or "Bundle Format: verity" in text.stdout
+    store = d / "casync" / "b.castr"
+    chunks = sorted(p.relative_to(store) for p in store.rglob("*.cacnk"))
+    assert chunks
+    again = bundle.make_casync(slot, "0.2.0", Architecture.amd64, d / "again" / "b.raucb", sign)
+    assert (
+        sorted(
+            p.relative_to(again.with_suffix(".castr"))
+            for p in again.with_suffix(".castr").rglob("*.cacnk")
+        )
+        == chunks
+    )
+    plain = d / "b.raucb"
+    entry = bundle.index_entry(
+        plain, "0.2.0", Architecture.amd64, "stable", d / "casync" / "b.raucb"
+    )
+    assert entry["casync"]["bundle"] == "casync/b.raucb" and len(entry["casync"]["sha256"]) == 64

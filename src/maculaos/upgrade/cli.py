@@ -7,6 +7,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -71,9 +72,11 @@ def _booted() -> str:
     return name
 
 
-def rauc_info(bundle: Path) -> dict[str, Any]:
-    """Signature (against the image's keyring) and manifest of a bundle; RAUC checks the
-    signature over the whole plain bundle before it reports anything."""
+def rauc_info(bundle: Path | str) -> dict[str, Any]:
+    """Signature (against the image's keyring) and manifest of a bundle: a file (RAUC checks
+    the signature over the whole plain bundle before it reports anything) or the URL of a
+    verity bundle (RAUC streams its signed manifest; dm-verity checks the rest as it is read)."""
+    name = bundle.name if isinstance(bundle, Path) else bundle
     r = subprocess.run(
         ["rauc", "info", f"--keyring={KEYRING}", "--output-format=json", str(bundle)],
         capture_output=True,
@@ -83,14 +86,23 @@ def rauc_info(bundle: Path) -> dict[str, Any]:
     if r.returncode != 0:
         msg = " ".join(line.strip() for line in r.stderr.splitlines() if line.strip())
         die(
-            f"{bundle.name} was refused: {msg or 'rauc info failed'}; nothing was installed",
+            f"{name} was refused: {msg[-600:] or 'rauc info failed'}; nothing was installed",
             "bundles must be signed by a key in /etc/rauc/keyring.pem and not modified",
         )
     try:
         info = json.loads(r.stdout)
     except ValueError:
-        die(f"rauc info {bundle.name}: unreadable output")
+        die(f"rauc info {name}: unreadable output")
     return info if isinstance(info, dict) else {}
+
+
+def _check_manifest(info: dict[str, Any], name: str, release: sources.Release) -> None:
+    update = info.get("update", info)
+    compatible, version = update.get("compatible"), update.get("version")
+    if compatible != _compatible():
+        die(f"{name} is for {compatible!r}, this node is {_compatible()!r}; nothing installed")
+    if version != release.version:
+        die(f"{name} says version {version}, the source said {release.version}; refused")
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -208,21 +220,123 @@ def verified_bundle(release: sources.Release) -> tuple[Path, str]:
     sha256."""
     bundle = sources.fetch(release, DOWNLOADS)
     try:
-        info = rauc_info(bundle)
+        _check_manifest(rauc_info(bundle), bundle.name, release)
     except MaculaError:
         if "://" in release.url:
             bundle.unlink(missing_ok=True)  # never keep (or retry) a refused download
         raise
-    update = info.get("update", info)
-    compatible, version = update.get("compatible"), update.get("version")
-    if compatible != _compatible():
-        die(
-            f"{bundle.name} is for {compatible!r}, this node is {_compatible()!r}; "
-            "nothing installed"
-        )
-    if version != release.version:
-        die(f"{bundle.name} says version {version}, the source said {release.version}; refused")
     return bundle, release.sha256 or file_digest(str(bundle))
+
+
+def delta_refusal(release: sources.Release, full: bool = False) -> str | None:
+    """Why this release is not installed from its casync bundle (None when it is): none
+    offered, ``--full``, or a node without casync or without verity bundles allowed."""
+    if not release.delta_url:
+        return "the source offers no casync bundle"
+    if full:
+        return "--full"
+    if shutil.which("casync") is None:
+        return "casync is not installed on this node"
+    try:
+        conf = SYSTEM_CONF.read_text()
+    except OSError as e:
+        return f"{SYSTEM_CONF}: {e.strerror}"
+    m = re.search(r"^bundle-formats\s*=\s*(.+)$", conf, re.M)
+    formats = m.group(1).split() if m else ["plain", "verity"]  # RAUC's default: all
+    if "-verity" in formats or not any(f.lstrip("+") == "verity" for f in formats):
+        return f"{SYSTEM_CONF} does not allow verity bundles"
+    return None
+
+
+def delta_manifest(release: sources.Release) -> dict[str, Any] | None:
+    """The casync bundle's verified manifest, or None (said why) to take the whole bundle."""
+    assert release.delta_url is not None
+    try:
+        info = rauc_info(release.delta_url)
+        _check_manifest(info, release.delta_url, release)
+    except MaculaError as e:
+        print(f"not using the casync bundle: {e}; taking the whole bundle", flush=True)
+        return None
+    if not isinstance(info.get("hash"), str):
+        print("not using the casync bundle: RAUC reported no manifest hash", flush=True)
+        return None
+    return info
+
+
+def installed_hash(slot: str) -> str | None:
+    """The manifest hash RAUC recorded for the bundle it last wrote to ``slot`` (A or B)."""
+    r = subprocess.run(
+        ["rauc", "status", "--detailed", "--output-format=json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    try:
+        slots = json.loads(r.stdout).get("slots", [])
+    except (ValueError, AttributeError):
+        return None
+    for item in slots if isinstance(slots, list) else []:
+        for desc in item.values() if isinstance(item, dict) else []:
+            if isinstance(desc, dict) and desc.get("bootname") == slot:
+                bundle = (desc.get("slot_status") or {}).get("bundle") or {}
+                got = bundle.get("hash") if isinstance(bundle, dict) else None
+                return got if isinstance(got, str) else None
+    return None
+
+
+def install_delta(release: sources.Release, info: dict[str, Any], target: str) -> bool:
+    """Stream the casync bundle into ``target``: RAUC reads the running slot as the seed and
+    fetches only the chunks it lacks. False when RAUC failed (the whole bundle is next). The
+    server is asked twice (rauc info, rauc install), so the manifest RAUC installed is
+    compared with the one checked: another one is undone before anything can boot it."""
+    assert release.delta_url is not None
+    print(
+        f"installing from the casync bundle {release.delta_url}: only the chunks this node "
+        "lacks are fetched",
+        flush=True,
+    )
+    r = subprocess.run(["rauc", "install", release.delta_url], check=False)
+    if r.returncode != 0:
+        print(f"the casync install failed (rauc exit {r.returncode}); taking the whole bundle")
+        return False
+    got = installed_hash(target)
+    if got != info["hash"]:
+        for cmd in (["mark-active", "booted"], ["mark-bad", "other"]):
+            subprocess.run(["rauc", "status", *cmd], check=False, capture_output=True)
+        data = state.load()
+        data["installs"][target]["status"] = "failed"
+        state.save(data)
+        die(
+            f"slot {target} received another bundle (manifest {got}) than the one checked "
+            f"({info['hash']}): the server changed it in between; slot {target} is marked "
+            "bad and will not boot",
+            "run the upgrade again; if it repeats, the update server is not trustworthy",
+        )
+    return True
+
+
+def _install(
+    release: sources.Release, info: dict[str, Any] | None, bundle: Path | None, target: str,
+    running: tuple[str, str], args: argparse.Namespace,
+) -> Path | None:  # fmt: skip
+    """Write ``target``: from the casync bundle when ``info`` holds its checked manifest, else
+    (or when that fails) from the whole bundle, fetched now if it was not already."""
+    booted, current = running
+    if info is not None and install_delta(release, info, target):
+        return None
+    if bundle is None:
+        bundle, digest = verified_bundle(release)
+        _refuse_unsafe(booted, state.load(), args)
+        data = state.load()
+        data["installs"][target].update(sha256=digest, source=release.url)
+        state.save(data)
+    r = subprocess.run(["rauc", "install", str(bundle)], check=False)
+    if r.returncode != 0:
+        data = state.load()
+        data["installs"][target]["status"] = "failed"
+        state.save(data)
+        die(f"rauc install failed (exit {r.returncode}); slot {booted} still boots {current}")
+    return bundle
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
@@ -239,8 +353,15 @@ def cmd_apply(args: argparse.Namespace) -> int:
         print(f"up to date: {current} is the newest {channel} release at {source} to install")
         return 0
     print(f"found {release.version} ({release.channel}) at {release.url}", flush=True)
-    bundle, digest = verified_bundle(release)
-    _refuse_unsafe(booted, state.load(), args)  # again: the download may have taken hours
+    why_not = delta_refusal(release, getattr(args, "full", False))
+    info = delta_manifest(release) if why_not is None else None
+    if info is None:
+        if release.delta_url and why_not:
+            print(f"not using the casync bundle ({why_not}): taking the whole bundle", flush=True)
+        bundle, digest = verified_bundle(release)
+        _refuse_unsafe(booted, state.load(), args)  # again: the download may have taken hours
+    else:
+        bundle, digest = None, release.sha256 or f"manifest:{info['hash']}"
     env_before = bootenv.read()
     target = env_before.other(booted)
     tries = int(cfg["maculaos.upgrade.max_tries"])
@@ -250,7 +371,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
         "sha256": digest,
         "installed_at": state.now(),
         "tries": tries,
-        "source": release.url,
+        "source": release.delta_url if info else release.url,
         "status": "installing",
     }
     state.save(data)
@@ -259,14 +380,11 @@ def cmd_apply(args: argparse.Namespace) -> int:
         flush=True,
     )
     state.forget_etc_layer(target)
-    r = subprocess.run(["rauc", "install", str(bundle)], check=False)
-    if r.returncode != 0:
-        data["installs"][target]["status"] = "failed"
-        state.save(data)
-        die(f"rauc install failed (exit {r.returncode}); slot {booted} still boots {current}")
+    bundle = _install(release, info, bundle, target, (booted, current), args)
+    data = state.load()
     data["installs"][target]["status"] = "installed"
     state.save(data)
-    if "://" in release.url:
+    if bundle is not None and "://" in release.url:
         bundle.unlink(missing_ok=True)
     print(
         f"installed {release.version} into slot {target}. The next boot runs it; it has {tries} "
@@ -492,6 +610,11 @@ def add_parser(sub: Any) -> None:
         "--channel", choices=tuple(sources.CHANNELS), help="default: maculaos.upgrade.channel"
     )
     p.add_argument("--reboot", action="store_true", help="reboot when done")
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help="with --apply: download the whole bundle even when the source offers a casync one",
+    )
     p.add_argument(
         "--allow-downgrade",
         action="store_true",

@@ -3,7 +3,8 @@
 Sources (``maculaos.upgrade.url`` or ``--from``):
 
 * ``https://host/path`` (or ``http://``): a MaculaOS index, ``<url>/index.json`` unless the URL
-  already names a ``.json`` file (format: docs/upgrade.md);
+  already names a ``.json`` file (format: docs/upgrade.md); a release there may also name a
+  casync bundle (``"casync"``), which RAUC streams, fetching only the chunks this node lacks;
 * ``github://owner/repo``: GitHub releases; a release's ``macula-os-<ver>-<arch>.raucb`` asset,
   checked against its ``SHA256SUMS`` asset; pre-releases are beta (nightly when the tag says so);
 * a local directory (a mounted USB stick): its ``index.json``, else every ``*.raucb`` in it;
@@ -48,6 +49,9 @@ class Release:
     url: str  # http(s) URL or local path
     sha256: str | None = None
     size: int | None = None
+    # the casync form of the same release (verity bundle; its chunk store is beside it, the
+    # name with .castr for .raucb): streamed over HTTP(S) by RAUC, never stored whole
+    delta_url: str | None = None
 
 
 def version_key(version: str) -> tuple[Any, ...]:
@@ -91,11 +95,32 @@ def _from_index(doc: Any, base: str, where: str) -> list[Release]:
                     url=url,
                     sha256=r.get("sha256"),
                     size=r.get("size"),
+                    delta_url=_delta_url(r.get("casync"), base, f"{where}: releases[{i}]"),
                 )
             )
         except (KeyError, TypeError) as e:
             die(f"{where}: releases[{i}] lacks {e}")
     return out
+
+
+def _delta_url(entry: Any, base: str, where: str) -> str | None:
+    """The casync bundle's URL: only from an index served over HTTP(S), only a relative path
+    or an http(s) URL (never a file on the node), and only a ``.raucb`` (RAUC finds the
+    chunk store beside it)."""
+    if entry is None:
+        return None
+    target = entry.get("bundle") if isinstance(entry, dict) else None
+    if not isinstance(target, str) or not target.endswith(".raucb") or len(target) > 2048:
+        die(
+            f'{where}.casync: expected {{"bundle": "<path or URL of a .raucb>", ...}}',
+            "fix the index, or drop the casync entry (the whole bundle is used then)",
+        )
+    if not base.startswith(("http://", "https://")):
+        return None  # a stick or a directory: the whole bundle is right there
+    url = target if "://" in target else _join(base, target)
+    if not url.startswith(("http://", "https://")) or any(c.isspace() for c in url):
+        die(f"{where}.casync: {target!r} is not an http(s) URL or a path beside the index")
+    return url
 
 
 def _join(base: str, name: str) -> str:
