@@ -82,6 +82,12 @@ def test_a_delta_figure_replaces_the_whole_bundle_row() -> None:
     assert rows["3 one-package update, MiB fetched"][1:] == [
         "12.0", "0.079", "<= 0.15 of the bundle", "yes"
     ]  # fmt: skip
+    r["upgrade"] |= {
+        "full_change_download_mib": 160.2,
+        "ratio_full_change_download_vs_its_bundle": 1.01,
+    }
+    rows = _rows(run.goals_table(r))
+    assert rows["3 full change (every file), MiB fetched"][1:] == ["160.2", "1.01", "reported", "-"]
 
 
 @pytest.mark.parametrize("runs", ["0", "-2", "x"])

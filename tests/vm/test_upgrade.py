@@ -52,6 +52,22 @@ def server(releases: upgrade_fixtures.Releases) -> Iterator[str]:
         yield f"http://{GUEST_HOST}:{url.rsplit(':', 1)[1]}"
 
 
+def _served_bytes(root: Path, log: list[tuple[str, str | None]]) -> dict[str, int]:
+    """Bytes the server sent, by kind (casync chunks, bundles, the rest), ranges as asked."""
+    sent = {"chunks": 0, "bundles": 0, "other": 0}
+    for path, rng in log:
+        f = root / path.lstrip("/").split("?", 1)[0]
+        if not f.is_file():
+            continue
+        size = f.stat().st_size
+        if rng and rng.startswith("bytes="):
+            first, _, last = rng[6:].partition("-")
+            size = min(size - 1, int(last) if last else size - 1) - int(first) + 1
+        kind = {".cacnk": "chunks", ".raucb": "bundles"}.get(f.suffix, "other")
+        sent[kind] += size
+    return sent
+
+
 @pytest.fixture(scope="module")
 def unode(booted_with_releases: tuple[vmlib.VM, upgrade_fixtures.Releases]) -> vmlib.VM:
     return booted_with_releases[0]
@@ -203,9 +219,18 @@ def test_apply_v2_then_reboot_runs_it_from_slot_b(
     unode: vmlib.VM, server: str, releases: upgrade_fixtures.Releases
 ) -> None:
     started = time.monotonic()
-    _, out = upgrade(unode, "--apply", "--from", f"{server}/v2")
-    print(f"apply v2 took {time.monotonic() - started:.1f}s")
+    with serve(releases.root, "127.0.0.1") as (url, log):
+        v2 = f"http://{GUEST_HOST}:{url.rsplit(':', 1)[1]}/v2"
+        _, out = upgrade(unode, "--apply", "--from", v2)
+        sent = _served_bytes(releases.root, log)
+    print(f"apply v2 took {time.monotonic() - started:.1f}s; served {sent}")
     assert f"installed {releases.v2} into slot B" in out
+    # issue 10 goal 3: the casync bundle was streamed, the node sent for the chunks its
+    # slot A lacks (v2 differs by a few files), never for the whole bundle
+    assert "only the chunks this node lacks are fetched" in out, out
+    whole = releases.root / "v2" / f"macula-os-{releases.v2}-amd64.raucb"
+    assert f"/v2/{whole.name}" not in [p for p, _ in log]
+    assert 0 < sent["chunks"] + sent["bundles"] <= 0.15 * whole.stat().st_size, sent
     s = status(unode)
     assert s["next_boot"] == "B" and s["slots"]["B"]["state"] == "trial"
     unode.reboot(timeout=600)

@@ -1,8 +1,9 @@
 """Bundles for the upgrade tests, derived from the one built image (no second build):
-v2 = the same root re-stamped 0.2.0; v3 broken two ways; a tampered copy; one signed by a
-key the image does not trust. Served by the release-server test double on the host, which
-the guests reach at 10.0.2.2. mksquashfs runs on one host core: the node boots meanwhile
-(tests/vm/test_upgrade.py) on the other."""
+v2 = the same root re-stamped 0.2.0 with a few /etc changes, packed as the image is (so
+unchanged files give unchanged chunks), whole and in casync form; v3 broken two ways; a
+tampered copy; one signed by a key the image does not trust. Served by the release-server
+test double on the host, which the guests reach at 10.0.2.2. mksquashfs runs on one host
+core: the node boots meanwhile (tests/vm/test_upgrade.py) on the other."""
 
 from __future__ import annotations
 
@@ -77,13 +78,15 @@ def _break_initrd(root: Path) -> None:
     target.write_bytes(os.urandom(4096))
 
 
-def _publish(root: Path, name: str, bundle_file: Path, version: str) -> None:
+def _publish(
+    root: Path, name: str, bundle_file: Path, version: str, casync: Path | None = None
+) -> None:
     d = root / name
     d.mkdir(parents=True, exist_ok=True)
     dest = d / bundle_file.name
     if bundle_file.parent != d:
         shutil.move(bundle_file, dest)
-    bundle.write_index(d, [bundle.index_entry(dest, version, AMD64, "stable")])
+    bundle.write_index(d, [bundle.index_entry(dest, version, AMD64, "stable", casync)])
 
 
 def make_v2(
@@ -96,10 +99,17 @@ def make_v2(
     rel = Releases(root=work / "srv", v1=manifest["version"])
     slot = bundle.slot_squashfs(image_dir, work / "slot-v1.squashfs")
     sq = bundle.restamp(
-        slot, rel.v2, work / "slot-v2.squashfs", mutate=_v2_etc, processors=processors
+        slot,
+        rel.v2,
+        work / "slot-v2.squashfs",
+        compression=manifest["squashfs"]["compression"],
+        mutate=_v2_etc,
+        processors=processors,
     )
-    out = bundle.make_bundle(sq, rel.v2, AMD64, work / f"macula-os-{rel.v2}-amd64.raucb")
-    _publish(rel.root, "v2", out, rel.v2)
+    name = f"macula-os-{rel.v2}-amd64.raucb"
+    out = bundle.make_bundle(sq, rel.v2, AMD64, work / name)
+    delta = bundle.make_casync(sq, rel.v2, AMD64, rel.root / "v2" / bundle.CASYNC_DIR / name)
+    _publish(rel.root, "v2", out, rel.v2, delta)
     slot.unlink()
     if not keep_slot:
         sq.unlink()
