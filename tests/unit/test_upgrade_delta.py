@@ -35,14 +35,19 @@ class DeltaNode(Node):
         conf = tmp / "system.conf"
         conf.write_text("[system]\ncompatible=maculaos-amd64\nbundle-formats=plain verity\n")
         monkeypatch.setattr(cli, "SYSTEM_CONF", conf)
+        monkeypatch.setattr(cli, "EXPECT", tmp / "run" / "upgrade-expect")
+        self.expect_seen: list[str] = []
         monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")
         inner = subprocess.run
 
         def run(argv: list[str], *a: Any, **kw: Any) -> Any:
-            if argv[:1] == ["rauc"]:
+            if argv[:1] in (["rauc"], ["systemctl"]):
                 self.calls.append(list(argv))
+            if argv[:1] == ["systemctl"]:  # never the host's
+                return subprocess.CompletedProcess(argv, 0, "", "")
             if argv[:2] == ["rauc", "install"] and "://" in argv[2]:
                 self.installed.append(argv[2])
+                self.expect_seen.append(cli.EXPECT.read_text())
                 return subprocess.CompletedProcess(argv, self.install_rc)
             if argv[:3] == ["rauc", "status", "--detailed"]:
                 slot = {"bootname": "B", "slot_status": {"bundle": {"hash": self.recorded_hash}}}
@@ -165,11 +170,11 @@ def test_a_bundle_swapped_between_check_and_install_is_undone(
         ("casync is not installed", lambda n, mp: mp.setattr(shutil, "which", lambda _: None)),
         (
             "does not allow verity",
-            lambda n, mp: cli.SYSTEM_CONF.write_text("bundle-formats=plain\n"),
+            lambda n, mp: cli.SYSTEM_CONF.write_text("[system]\nbundle-formats=plain\n"),
         ),
         (
             "does not allow verity",
-            lambda n, mp: cli.SYSTEM_CONF.write_text("bundle-formats=-verity\n"),
+            lambda n, mp: cli.SYSTEM_CONF.write_text("[system]\nbundle-formats=-verity\n"),
         ),
     ],
 )
@@ -192,19 +197,99 @@ def test_a_node_that_cannot_take_a_delta_says_why_and_takes_the_whole_bundle(
         {"bundle": "casync/x.tar"},
         {"bundle": "file:///etc/shadow.raucb"},
         {"bundle": "ftp://host/x.raucb"},
+        {"bundle": "https://127.0.0.1/casync/x.raucb"},  # the index is http: another scheme
+        {"bundle": "//evil.example/x.raucb"},  # another host, scheme-relative
+        {"bundle": "http://evil.example/x.raucb"},
+        {"bundle": "http://user:pw@127.0.0.1/x.raucb"},
+        {"bundle": "casync/x.raucb?x=1.raucb"},
+        {"bundle": "casync/x\u0000.raucb"},
+        {"bundle": "casync/\u001b[2Jx.raucb"},
         {"bundle": "a b.raucb"},
         {"bundle": "x" * 5000 + ".raucb"},
         [],
     ],
 )
-def test_a_malformed_casync_entry_is_a_clear_error(
+def test_a_malformed_casync_entry_is_said_and_the_whole_bundle_installs(
     node: DeltaNode, capsys: pytest.CaptureFixture[str], bad: Any
 ) -> None:
+    """An index's casync entry is untrusted: whatever it holds, the node never streams from
+    another server, a file, or a URL with credentials, and never stops updating over it."""
     node.publish_delta("0.2.0", casync=bad)
     rc, _ = apply(node)
-    assert rc != 0 and node.installed == []
+    assert rc == 0 and node.installed == ["macula-os-0.2.0-amd64.raucb"]
     err = capsys.readouterr().err
-    assert "casync" in err and "Traceback" not in err
+    assert "releases[0].casync ignored" in err and "the whole bundle is used" in err
+    assert "Traceback" not in err and "\x1b" not in err and "\x00" not in err
+
+
+@pytest.mark.parametrize(
+    ("manifest", "said"),
+    [
+        ({"compatible": "maculaos-amd64", "version": "0.1.9", "hash": HASH}, "says version 0.1.9"),
+        (
+            {"compatible": "maculaos-arm64", "version": "0.2.0", "hash": HASH},
+            "is for 'maculaos-arm64'",
+        ),
+        ({"compatible": "maculaos-amd64", "version": "0.2.0"}, "no manifest hash"),
+        ({"compatible": "maculaos-amd64", "version": "0.2.0", "hash": "../x"}, "no manifest hash"),
+    ],
+)
+def test_a_casync_manifest_that_does_not_match_the_release_is_not_installed(
+    node: DeltaNode, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    manifest: dict[str, str], said: str,
+) -> None:  # fmt: skip
+    """The streamed manifest is checked as the whole bundle's is (compatible, version)."""
+    node.publish_delta("0.2.0")
+    whole = node._rauc_info
+
+    def info(bundle: Path | str) -> dict[str, Any]:
+        return dict(manifest) if isinstance(bundle, str) else whole(bundle)
+
+    monkeypatch.setattr(cli, "rauc_info", info)
+    rc, _ = apply(node)
+    assert rc == 0 and node.installed == ["macula-os-0.2.0-amd64.raucb"]
+    assert said in capsys.readouterr().out
+
+
+def test_the_checked_manifest_is_handed_to_raucs_pre_install_check(node: DeltaNode) -> None:
+    """RAUC's pre-install handler compares the bundle it is about to write with EXPECT,
+    so a swapped bundle is refused even if this command is killed during the install."""
+    node.publish_delta("0.2.0")
+    assert apply(node)[0] == 0
+    assert node.expect_seen == [HASH] and not cli.EXPECT.exists()
+
+
+def test_a_slot_rauc_cannot_describe_afterwards_is_kept_from_booting(
+    node: DeltaNode, capsys: pytest.CaptureFixture[str]
+) -> None:
+    node.publish_delta("0.2.0")
+    node.recorded_hash = None  # type: ignore[assignment]
+    rc, _ = apply(node)
+    assert rc == 1
+    assert "rauc status does not say which bundle it holds" in capsys.readouterr().err
+    assert ["rauc", "status", "mark-bad", "other"] in node.calls
+    assert state.load()["installs"]["B"]["status"] == "failed"
+
+
+def test_a_failed_fallback_leaves_the_install_recorded_as_failed(
+    node: DeltaNode, capsys: pytest.CaptureFixture[str]
+) -> None:
+    node.publish_delta("0.2.0")
+    node.install_rc = 1
+    (node.source / "macula-os-0.2.0-amd64.raucb").unlink()  # the whole bundle is gone too
+    rc, _ = apply(node)
+    assert rc == 1 and state.load()["installs"]["B"]["status"] == "failed"
+    assert "HTTP 404" in capsys.readouterr().err
+
+
+def test_the_timer_installs_from_the_casync_bundle(node: DeltaNode) -> None:
+    node.publish_delta("0.2.0")
+    node.cfg = {**node.cfg, "maculaos.upgrade.auto_apply": True}
+    with serve(node.source) as (url, _):
+        args = cli_main.parser().parse_args(["upgrade", "--auto", "--from", url])
+        cli.run(args)
+    assert len(node.installed) == 1 and "/casync/" in node.installed[0]
+    assert ["systemctl", "reboot"] in node.calls
 
 
 def test_a_local_source_never_uses_the_casync_entry(tmp_path: Path) -> None:

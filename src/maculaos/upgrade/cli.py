@@ -21,6 +21,10 @@ from maculaos.upgrade import bootenv, health, sources, state
 SYSTEM_CONF = Path("/etc/rauc/system.conf")
 KEYRING = Path("/etc/rauc/keyring.pem")
 DOWNLOADS = state.STATE_DIR / "downloads"
+# the manifest hash of the streamed bundle --apply checked; RAUC's pre-install handler
+# (/usr/lib/maculaos/rauc-pre-install) refuses any other before a slot is written
+EXPECT = Path("/run/maculaos/upgrade-expect")
+RAUC_INFO_TIMEOUT = 600  # s: a stalled server ends in the whole bundle, not a hung timer
 _MACHINE = {"x86_64": "amd64", "aarch64": "arm64"}
 
 
@@ -77,12 +81,16 @@ def rauc_info(bundle: Path | str) -> dict[str, Any]:
     the signature over the whole plain bundle before it reports anything) or the URL of a
     verity bundle (RAUC streams its signed manifest; dm-verity checks the rest as it is read)."""
     name = bundle.name if isinstance(bundle, Path) else bundle
-    r = subprocess.run(
-        ["rauc", "info", f"--keyring={KEYRING}", "--output-format=json", str(bundle)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    try:
+        r = subprocess.run(
+            ["rauc", "info", f"--keyring={KEYRING}", "--output-format=json", str(bundle)],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=RAUC_INFO_TIMEOUT,
+        )
+    except subprocess.TimeoutExpired:
+        die(f"{name}: rauc info did not answer within {RAUC_INFO_TIMEOUT} s; nothing installed")
     if r.returncode != 0:
         msg = " ".join(line.strip() for line in r.stderr.splitlines() if line.strip())
         die(
@@ -241,9 +249,11 @@ def delta_refusal(release: sources.Release, full: bool = False) -> str | None:
         conf = SYSTEM_CONF.read_text()
     except OSError as e:
         return f"{SYSTEM_CONF}: {e.strerror}"
-    m = re.search(r"^bundle-formats\s*=\s*(.+)$", conf, re.M)
-    formats = m.group(1).split() if m else ["plain", "verity"]  # RAUC's default: all
-    if "-verity" in formats or not any(f.lstrip("+") == "verity" for f in formats):
+    system = re.search(r"^\[system\][^\[]*", conf, re.M)
+    m = re.search(r"^bundle-formats\s*=\s*(.+)$", system.group(0) if system else "", re.M)
+    words = m.group(1).split() if m else []
+    # RAUC: plain names set the list; "+f"/"-f" change the default (all formats)
+    if "-verity" in words or (any(w[0] not in "+-" for w in words) and "verity" not in words):
         return f"{SYSTEM_CONF} does not allow verity bundles"
     return None
 
@@ -257,14 +267,15 @@ def delta_manifest(release: sources.Release) -> dict[str, Any] | None:
     except MaculaError as e:
         print(f"not using the casync bundle: {e}; taking the whole bundle", flush=True)
         return None
-    if not isinstance(info.get("hash"), str):
+    if not isinstance(info.get("hash"), str) or not re.fullmatch(r"[0-9a-f]{64}", info["hash"]):
         print("not using the casync bundle: RAUC reported no manifest hash", flush=True)
         return None
     return info
 
 
 def installed_hash(slot: str) -> str | None:
-    """The manifest hash RAUC recorded for the bundle it last wrote to ``slot`` (A or B)."""
+    """The manifest hash RAUC recorded for the bundle it last wrote to ``slot`` (A or B);
+    None when ``rauc status`` says nothing readable about it."""
     r = subprocess.run(
         ["rauc", "status", "--detailed", "--output-format=json"],
         capture_output=True,
@@ -273,46 +284,74 @@ def installed_hash(slot: str) -> str | None:
     )
     try:
         slots = json.loads(r.stdout).get("slots", [])
-    except (ValueError, AttributeError):
+        for item in slots:
+            for desc in item.values():
+                if desc.get("bootname") == slot:
+                    got = desc["slot_status"]["bundle"]["hash"]
+                    return got if isinstance(got, str) else None
+    except (ValueError, AttributeError, TypeError, KeyError):
         return None
-    for item in slots if isinstance(slots, list) else []:
-        for desc in item.values() if isinstance(item, dict) else []:
-            if isinstance(desc, dict) and desc.get("bootname") == slot:
-                bundle = (desc.get("slot_status") or {}).get("bundle") or {}
-                got = bundle.get("hash") if isinstance(bundle, dict) else None
-                return got if isinstance(got, str) else None
     return None
+
+
+def _undo_slot(target: str) -> str | None:
+    """Keep ``target`` from booting: mark it bad (enough on its own), then make the running
+    slot primary again. What could not be done, or None."""
+    failed = []
+    for cmd in (["mark-bad", "other"], ["mark-active", "booted"]):
+        r = subprocess.run(["rauc", "status", *cmd], check=False, capture_output=True, text=True)
+        if r.returncode != 0:
+            failed.append(f"rauc status {' '.join(cmd)}: {(r.stderr or '').strip()[-200:]}")
+    return "; ".join(failed) or None
 
 
 def install_delta(release: sources.Release, info: dict[str, Any], target: str) -> bool:
     """Stream the casync bundle into ``target``: RAUC reads the running slot as the seed and
-    fetches only the chunks it lacks. False when RAUC failed (the whole bundle is next). The
-    server is asked twice (rauc info, rauc install), so the manifest RAUC installed is
-    compared with the one checked: another one is undone before anything can boot it."""
+    fetches only the chunks it lacks. False when RAUC failed (the whole bundle is next).
+
+    The server is asked twice (rauc info, rauc install): RAUC's pre-install handler refuses
+    a bundle whose manifest is not the one checked (EXPECT), before writing, even if this
+    command is killed meanwhile; afterwards the manifest RAUC recorded is compared again."""
     assert release.delta_url is not None
     print(
         f"installing from the casync bundle {release.delta_url}: only the chunks this node "
         "lacks are fetched",
         flush=True,
     )
-    r = subprocess.run(["rauc", "install", release.delta_url], check=False)
+    EXPECT.parent.mkdir(parents=True, exist_ok=True)
+    EXPECT.write_text(info["hash"])
+    try:
+        r = subprocess.run(["rauc", "install", release.delta_url], check=False)
+    finally:
+        EXPECT.unlink(missing_ok=True)
     if r.returncode != 0:
-        print(f"the casync install failed (rauc exit {r.returncode}); taking the whole bundle")
+        print(
+            f"the casync install failed (rauc exit {r.returncode}); taking the whole bundle",
+            flush=True,
+        )
         return False
     got = installed_hash(target)
-    if got != info["hash"]:
-        for cmd in (["mark-active", "booted"], ["mark-bad", "other"]):
-            subprocess.run(["rauc", "status", *cmd], check=False, capture_output=True)
-        data = state.load()
-        data["installs"][target]["status"] = "failed"
-        state.save(data)
+    if got == info["hash"]:
+        return True
+    data = state.load()
+    data["installs"][target]["status"] = "failed"
+    state.save(data)
+    problem = _undo_slot(target)
+    what = (
+        f"received another bundle (manifest {got}) than the one checked ({info['hash']})"
+        if got
+        else "was written, but rauc status does not say which bundle it holds"
+    )
+    if problem:
         die(
-            f"slot {target} received another bundle (manifest {got}) than the one checked "
-            f"({info['hash']}): the server changed it in between; slot {target} is marked "
-            "bad and will not boot",
-            "run the upgrade again; if it repeats, the update server is not trustworthy",
+            f"slot {target} {what}, and it could not be kept from booting: {problem}",
+            "run: sudo rauc status mark-bad other && sudo rauc status mark-active booted",
         )
-    return True
+    die(
+        f"slot {target} {what}; it is marked bad and will not boot",
+        "run the upgrade again (--full takes the whole bundle); if it repeats, check the "
+        "update server",
+    )
 
 
 def _install(
@@ -320,7 +359,8 @@ def _install(
     running: tuple[str, str], args: argparse.Namespace,
 ) -> Path | None:  # fmt: skip
     """Write ``target``: from the casync bundle when ``info`` holds its checked manifest, else
-    (or when that fails) from the whole bundle, fetched now if it was not already."""
+    (or when that fails) from the whole bundle, fetched now if it was not already, and checked
+    to be safe to install again after that download."""
     booted, current = running
     if info is not None and install_delta(release, info, target):
         return None
@@ -332,9 +372,6 @@ def _install(
         state.save(data)
     r = subprocess.run(["rauc", "install", str(bundle)], check=False)
     if r.returncode != 0:
-        data = state.load()
-        data["installs"][target]["status"] = "failed"
-        state.save(data)
         die(f"rauc install failed (exit {r.returncode}); slot {booted} still boots {current}")
     return bundle
 
@@ -359,9 +396,10 @@ def cmd_apply(args: argparse.Namespace) -> int:
         if release.delta_url and why_not:
             print(f"not using the casync bundle ({why_not}): taking the whole bundle", flush=True)
         bundle, digest = verified_bundle(release)
-        _refuse_unsafe(booted, state.load(), args)  # again: the download may have taken hours
     else:
         bundle, digest = None, release.sha256 or f"manifest:{info['hash']}"
+    # again: the download (or a slow server) may have taken hours; nothing is touched yet
+    _refuse_unsafe(booted, state.load(), args)
     env_before = bootenv.read()
     target = env_before.other(booted)
     tries = int(cfg["maculaos.upgrade.max_tries"])
@@ -380,7 +418,13 @@ def cmd_apply(args: argparse.Namespace) -> int:
         flush=True,
     )
     state.forget_etc_layer(target)
-    bundle = _install(release, info, bundle, target, (booted, current), args)
+    try:
+        bundle = _install(release, info, bundle, target, (booted, current), args)
+    except MaculaError:
+        data = state.load()
+        data["installs"][target]["status"] = "failed"
+        state.save(data)
+        raise
     data = state.load()
     data["installs"][target]["status"] = "installed"
     state.save(data)

@@ -104,23 +104,32 @@ def _from_index(doc: Any, base: str, where: str) -> list[Release]:
 
 
 def _delta_url(entry: Any, base: str, where: str) -> str | None:
-    """The casync bundle's URL: only from an index served over HTTP(S), only a relative path
-    or an http(s) URL (never a file on the node), and only a ``.raucb`` (RAUC finds the
-    chunk store beside it)."""
-    if entry is None:
-        return None
-    target = entry.get("bundle") if isinstance(entry, dict) else None
-    if not isinstance(target, str) or not target.endswith(".raucb") or len(target) > 2048:
-        die(
-            f'{where}.casync: expected {{"bundle": "<path or URL of a .raucb>", ...}}',
-            "fix the index, or drop the casync entry (the whole bundle is used then)",
-        )
-    if not base.startswith(("http://", "https://")):
+    """The casync bundle's URL, or None: only from an index served over HTTP(S), only a path
+    beside the index or a URL of the index's own scheme and host (no credentials, query or
+    control characters), only a ``.raucb`` (RAUC finds the chunk store beside it). A
+    malformed entry is said and ignored: the whole bundle still installs."""
+    if entry is None or not base.startswith(("http://", "https://")):
         return None  # a stick or a directory: the whole bundle is right there
-    url = target if "://" in target else _join(base, target)
-    if not url.startswith(("http://", "https://")) or any(c.isspace() for c in url):
-        die(f"{where}.casync: {target!r} is not an http(s) URL or a path beside the index")
-    return url
+    target = entry.get("bundle") if isinstance(entry, dict) else None
+    problem = None
+    if not isinstance(target, str) or not target.endswith(".raucb") or len(target) > 2048:
+        problem = 'expected {"bundle": "<path or URL of a .raucb>", ...}'
+    elif not target.isprintable() or any(c.isspace() for c in target):
+        problem = "the bundle path holds spaces or control characters"
+    else:
+        url = urllib.parse.urljoin(base, target)
+        have, want = urllib.parse.urlsplit(url), urllib.parse.urlsplit(base)
+        if (have.scheme, have.netloc) != (want.scheme, want.netloc):
+            problem = f"{target!r} is not on the index's own server ({want.scheme}://{want.netloc})"
+        elif have.username or have.password or have.query or have.fragment:
+            problem = f"{target!r} carries credentials, a query or a fragment"
+        else:
+            return url
+    print(
+        f"{where}.casync ignored: {problem}; the whole bundle is used (fix the index)",
+        file=sys.stderr,
+    )
+    return None
 
 
 def _join(base: str, name: str) -> str:
