@@ -358,21 +358,6 @@ def one_package_update(root: Path, pkg: str = ONE_PACKAGE) -> None:
     )
 
 
-def _fetched(root: Path, log: list[tuple[str, str | None]]) -> int:
-    """Bytes the release server sent for these requests (ranges as asked)."""
-    total = 0
-    for path, rng in log:
-        f = root / path.lstrip("/").split("?", 1)[0]
-        if not f.is_file():
-            continue
-        size = f.stat().st_size
-        if rng and rng.startswith("bytes="):
-            first, _, last = rng[6:].partition("-")
-            size = min(size - 1, int(last) if last else size - 1) - int(first) + 1
-        total += size
-    return total
-
-
 def _release(
     srv: Path, work: Path, base: Path, version: str, compression: str,
     mutate: Callable[[Path], None] | None,
@@ -394,7 +379,7 @@ def bench_upgrade() -> dict[str, Any]:
     with ``rauc install`` of its whole bundle (both from the node's disk). Goal 3: ``maculaos
     upgrade --apply`` of v2 from HTTP (the casync bundle, streamed: bytes the server sent),
     reboot into it, roll back; then v3 the same way (a full change)."""
-    from tests.support.release_server import serve  # noqa: PLC0415
+    from tests.support.release_server import bytes_sent, serve  # noqa: PLC0415
 
     out = newest_output()
     manifest = json.loads((out / "manifest.json").read_text())
@@ -429,7 +414,7 @@ def bench_upgrade() -> dict[str, Any]:
             vm.ssh("sudo rauc status mark-active booted")  # undo: A stays primary
             log.clear()
             apply_s = _timed_ssh(vm, f"sudo maculaos upgrade --apply --from {guest}/{v2}")
-            delta_bytes = _fetched(srv, log)
+            delta_bytes = bytes_sent(srv, log)
             upgrade_reboot_s = round(vm.reboot(timeout=900), 1)
             vm.ssh("systemctl", "is-system-running", "--wait", check=False, timeout=600)
             running = json.loads(vm.ssh("sudo maculaos upgrade status --json"))["running"]
@@ -439,7 +424,7 @@ def bench_upgrade() -> dict[str, Any]:
             back = json.loads(vm.ssh("sudo maculaos upgrade status --json"))["running"]
             log.clear()
             full_apply_s = _timed_ssh(vm, f"sudo maculaos upgrade --apply --from {guest}/{v3}")
-            full_bytes = _fetched(srv, log)
+            full_bytes = bytes_sent(srv, log)
     mib = 1024 * 1024
     return {
         "image": image.name,

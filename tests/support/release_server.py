@@ -36,8 +36,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         rng = self.headers.get("Range")
         if rng and rng.startswith("bytes="):
             first, _, last = rng[6:].partition("-")
-            start = int(first)
-            end = int(last) if last else size - 1
+            if first:
+                start, end = int(first), min(size - 1, int(last) if last else size - 1)
+            else:  # the last n bytes
+                start, end = max(0, size - int(last)), size - 1
             if start >= size:
                 self.send_response(416)
                 self.send_header("Content-Range", f"bytes */{size}")
@@ -67,6 +69,25 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                     return
                 self.wfile.write(chunk)
                 sent += len(chunk)
+
+
+def bytes_sent(root: Path, log: list[tuple[str, str | None]], suffix: str = "") -> int:
+    """What the server sent for the logged requests of files ending in ``suffix``: a whole
+    file, or the range asked (``a-b``, ``a-``, the last ``-n``), as ``_Handler`` serves it."""
+    total = 0
+    for path, rng in log:
+        f = root / path.lstrip("/").split("?", 1)[0]
+        if not f.is_file() or not f.name.endswith(suffix):
+            continue
+        size = f.stat().st_size
+        if rng and rng.startswith("bytes=") and "," not in rng:
+            first, _, last = rng[6:].partition("-")
+            if not first:  # the last n bytes
+                size = min(size, int(last))
+            else:
+                size = max(0, min(size - 1, int(last) if last else size - 1) - int(first) + 1)
+        total += size
+    return total
 
 
 class _Server(http.server.ThreadingHTTPServer):

@@ -18,7 +18,7 @@ import yaml
 
 from maculaos_build import vm as vmlib
 from tests.support import grubemu, powercut
-from tests.support.release_server import serve
+from tests.support.release_server import bytes_sent, serve
 from tests.vm import upgrade_fixtures
 from tests.vm.conftest import ssh_key
 
@@ -50,22 +50,6 @@ def releases(
 def server(releases: upgrade_fixtures.Releases) -> Iterator[str]:
     with serve(releases.root, "127.0.0.1") as (url, _):
         yield f"http://{GUEST_HOST}:{url.rsplit(':', 1)[1]}"
-
-
-def _served_bytes(root: Path, log: list[tuple[str, str | None]]) -> dict[str, int]:
-    """Bytes the server sent, by kind (casync chunks, bundles, the rest), ranges as asked."""
-    sent = {"chunks": 0, "bundles": 0, "other": 0}
-    for path, rng in log:
-        f = root / path.lstrip("/").split("?", 1)[0]
-        if not f.is_file():
-            continue
-        size = f.stat().st_size
-        if rng and rng.startswith("bytes="):
-            first, _, last = rng[6:].partition("-")
-            size = min(size - 1, int(last) if last else size - 1) - int(first) + 1
-        kind = {".cacnk": "chunks", ".raucb": "bundles"}.get(f.suffix, "other")
-        sent[kind] += size
-    return sent
 
 
 @pytest.fixture(scope="module")
@@ -222,7 +206,10 @@ def test_apply_v2_then_reboot_runs_it_from_slot_b(
     with serve(releases.root, "127.0.0.1") as (url, log):
         v2 = f"http://{GUEST_HOST}:{url.rsplit(':', 1)[1]}/v2"
         _, out = upgrade(unode, "--apply", "--from", v2)
-        sent = _served_bytes(releases.root, log)
+        sent = {
+            "chunks": bytes_sent(releases.root, log, ".cacnk"),
+            "bundles": bytes_sent(releases.root, log, ".raucb"),
+        }
     print(f"apply v2 took {time.monotonic() - started:.1f}s; served {sent}")
     assert f"installed {releases.v2} into slot B" in out
     # issue 10 goal 3: the casync bundle was streamed, the node sent for the chunks its
