@@ -186,6 +186,31 @@ def unode_lines(vm: vmlib.VM, script: str) -> list[str]:
     return vm.ssh(f"sh -c {shlex.quote(script)}").rstrip("\n").split("\n")
 
 
+def test_a_streamed_bundle_other_than_the_checked_one_is_refused_before_writing(
+    unode: vmlib.VM, server: str, releases: upgrade_fixtures.Releases
+) -> None:
+    """Decision 0014: --apply leaves the checked manifest's hash for RAUC's pre-install
+    handler; a bundle with another manifest (here: the expectation names another one, as
+    when a server swaps bundles between the check and the install) is refused by the RAUC
+    service before any slot is written, whatever became of the command."""
+    before_b = slot_fingerprint(unode, "rootfs-b")
+    url = f"{server}/v2/casync/macula-os-{releases.v2}-amd64.raucb"
+    unode.ssh(
+        "sudo sh -c 'mkdir -p /run/maculaos && echo -n "
+        + "0" * 64
+        + " > /run/maculaos/upgrade-expect'"
+    )
+    try:
+        out = unode.ssh(f"sudo rauc install {url} 2>&1; echo rc=$?", timeout=600)
+    finally:
+        unode.ssh("sudo rm -f /run/maculaos/upgrade-expect")
+    journal = unode.ssh("sudo journalctl -u rauc -n 60 --no-pager -o cat")
+    assert "rc=1" in out, out
+    assert "maculaos: refused" in out + journal and "nothing was written" in out + journal
+    assert slot_fingerprint(unode, "rootfs-b") == before_b
+    assert status(unode)["next_boot"] == "A"
+
+
 def test_item6_the_person_changes_etc_on_v1(unode: vmlib.VM) -> None:
     """Before the upgrade, the person adds a user, changes a password and the motd, and
     touches /etc/issue (a copy-up with the default's content: today that copy hid every
