@@ -22,7 +22,7 @@ from maculaos.upgrade import cli, sources, state
 from tests.support.release_server import serve
 from tests.unit.test_upgrade_safety import Node
 
-HASH = "ee8b" * 16
+DIGEST = "50d7" * 16  # the slot image's sha256 in the casync bundle's manifest
 
 
 class DeltaNode(Node):
@@ -31,7 +31,7 @@ class DeltaNode(Node):
         self.calls: list[list[str]] = []
         self.install_rc = 0
         self.info_fails = False
-        self.recorded_hash = HASH  # what rauc status reports after an install
+        self.recorded = DIGEST  # the image sha256 rauc status reports after an install
         conf = tmp / "system.conf"
         conf.write_text("[system]\ncompatible=maculaos-amd64\nbundle-formats=plain verity\n")
         monkeypatch.setattr(cli, "SYSTEM_CONF", conf)
@@ -50,7 +50,7 @@ class DeltaNode(Node):
                 self.expect_seen.append(cli.EXPECT.read_text())
                 return subprocess.CompletedProcess(argv, self.install_rc)
             if argv[:3] == ["rauc", "status", "--detailed"]:
-                slot = {"bootname": "B", "slot_status": {"bundle": {"hash": self.recorded_hash}}}
+                slot = {"bootname": "B", "slot_status": {"checksum": {"sha256": self.recorded}}}
                 out = json.dumps({"slots": [{"rootfs.1": slot}]})
                 return subprocess.CompletedProcess(argv, 0, out, "")
             if argv[:2] == ["rauc", "status"]:
@@ -64,7 +64,7 @@ class DeltaNode(Node):
             if self.info_fails:
                 die(f"{bundle} was refused: signature verification failed")
             version = bundle.rsplit("/", 1)[1].split("-")[2]
-            return {"compatible": "maculaos-amd64", "version": version, "hash": HASH}
+            return manifest("maculaos-amd64", version)
         return Node._rauc_info(bundle)
 
     def publish_delta(self, version: str, casync: Any = None) -> None:
@@ -81,6 +81,12 @@ class DeltaNode(Node):
         }  # fmt: skip
         doc = {"format": sources.INDEX_FORMAT, "releases": [entry]}
         (self.source / "index.json").write_text(json.dumps(doc))
+
+
+def manifest(compatible: str, version: str, digest: Any = DIGEST) -> dict[str, Any]:
+    """What ``rauc info --output-format=json`` says of a casync bundle."""
+    image = {"filename": "rootfs.squashfs.caibx", "checksum": digest, "size": 164769792}
+    return {"compatible": compatible, "version": version, "images": [{"rootfs": image}]}
 
 
 @pytest.fixture
@@ -154,11 +160,11 @@ def test_a_bundle_swapped_between_check_and_install_is_undone(
     """The server answers rauc info with one signed bundle and rauc install with another
     (an older release, say): the slot it wrote is marked bad and never boots."""
     node.publish_delta("0.2.0")
-    node.recorded_hash = "0bad" * 16
+    node.recorded = "0bad" * 16
     rc, _ = apply(node)
     assert rc == 1
     err = capsys.readouterr().err
-    assert "received another bundle" in err and "marked bad and will not boot" in err
+    assert "received another image" in err and "marked bad and will not boot" in err
     assert ["rauc", "status", "mark-active", "booted"] in node.calls
     assert ["rauc", "status", "mark-bad", "other"] in node.calls
     assert state.load()["installs"]["B"]["status"] == "failed"
@@ -225,13 +231,11 @@ def test_a_malformed_casync_entry_is_said_and_the_whole_bundle_installs(
 @pytest.mark.parametrize(
     ("manifest", "said"),
     [
-        ({"compatible": "maculaos-amd64", "version": "0.1.9", "hash": HASH}, "says version 0.1.9"),
-        (
-            {"compatible": "maculaos-arm64", "version": "0.2.0", "hash": HASH},
-            "is for 'maculaos-arm64'",
-        ),
-        ({"compatible": "maculaos-amd64", "version": "0.2.0"}, "no manifest hash"),
-        ({"compatible": "maculaos-amd64", "version": "0.2.0", "hash": "../x"}, "no manifest hash"),
+        (manifest("maculaos-amd64", "0.1.9"), "says version 0.1.9"),
+        (manifest("maculaos-arm64", "0.2.0"), "is for 'maculaos-arm64'"),
+        ({"compatible": "maculaos-amd64", "version": "0.2.0"}, "names no image sha256"),
+        (manifest("maculaos-amd64", "0.2.0", "../x"), "names no image sha256"),
+        (manifest("maculaos-amd64", "0.2.0", None), "names no image sha256"),
     ],
 )
 def test_a_casync_manifest_that_does_not_match_the_release_is_not_installed(
@@ -256,14 +260,14 @@ def test_the_checked_manifest_is_handed_to_raucs_pre_install_check(node: DeltaNo
     so a swapped bundle is refused even if this command is killed during the install."""
     node.publish_delta("0.2.0")
     assert apply(node)[0] == 0
-    assert node.expect_seen == [HASH] and not cli.EXPECT.exists()
+    assert node.expect_seen == [DIGEST + "\n"] and not cli.EXPECT.exists()
 
 
 def test_a_slot_rauc_cannot_describe_afterwards_is_kept_from_booting(
     node: DeltaNode, capsys: pytest.CaptureFixture[str]
 ) -> None:
     node.publish_delta("0.2.0")
-    node.recorded_hash = None  # type: ignore[assignment]
+    node.recorded = None  # type: ignore[assignment]
     rc, _ = apply(node)
     assert rc == 1
     assert "rauc status does not say which bundle it holds" in capsys.readouterr().err

@@ -21,8 +21,8 @@ from maculaos.upgrade import bootenv, health, sources, state
 SYSTEM_CONF = Path("/etc/rauc/system.conf")
 KEYRING = Path("/etc/rauc/keyring.pem")
 DOWNLOADS = state.STATE_DIR / "downloads"
-# the manifest hash of the streamed bundle --apply checked; RAUC's pre-install handler
-# (/usr/lib/maculaos/rauc-pre-install) refuses any other before a slot is written
+# the sha256 of the images of the streamed bundle --apply checked; RAUC's pre-install
+# handler (/usr/lib/maculaos/rauc-pre-install) refuses any other before a slot is written
 EXPECT = Path("/run/maculaos/upgrade-expect")
 RAUC_INFO_TIMEOUT = 600  # s: a stalled server ends in the whole bundle, not a hung timer
 _MACHINE = {"x86_64": "amd64", "aarch64": "arm64"}
@@ -258,6 +258,19 @@ def delta_refusal(release: sources.Release, full: bool = False) -> str | None:
     return None
 
 
+def image_digests(info: dict[str, Any]) -> list[str] | None:
+    """The sha256 of each image in a bundle's manifest (``rauc info --output-format=json``),
+    or None when it names none or one is not a sha256."""
+    digests = []
+    for item in info.get("images") or []:
+        for image in item.values() if isinstance(item, dict) else [None]:
+            digest = image.get("checksum") if isinstance(image, dict) else None
+            if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
+                return None
+            digests.append(digest)
+    return sorted(digests) or None
+
+
 def delta_manifest(release: sources.Release) -> dict[str, Any] | None:
     """The casync bundle's verified manifest, or None (said why) to take the whole bundle."""
     assert release.delta_url is not None
@@ -267,15 +280,15 @@ def delta_manifest(release: sources.Release) -> dict[str, Any] | None:
     except MaculaError as e:
         print(f"not using the casync bundle: {e}; taking the whole bundle", flush=True)
         return None
-    if not isinstance(info.get("hash"), str) or not re.fullmatch(r"[0-9a-f]{64}", info["hash"]):
-        print("not using the casync bundle: RAUC reported no manifest hash", flush=True)
+    if image_digests(info) is None:
+        print("not using the casync bundle: its manifest names no image sha256", flush=True)
         return None
     return info
 
 
-def installed_hash(slot: str) -> str | None:
-    """The manifest hash RAUC recorded for the bundle it last wrote to ``slot`` (A or B);
-    None when ``rauc status`` says nothing readable about it."""
+def installed_digest(slot: str) -> str | None:
+    """The sha256 of the image RAUC recorded writing to ``slot`` (A or B); None when ``rauc
+    status`` says nothing readable about it."""
     r = subprocess.run(
         ["rauc", "status", "--detailed", "--output-format=json"],
         capture_output=True,
@@ -287,7 +300,7 @@ def installed_hash(slot: str) -> str | None:
         for item in slots:
             for desc in item.values():
                 if desc.get("bootname") == slot:
-                    got = desc["slot_status"]["bundle"]["hash"]
+                    got = desc["slot_status"]["checksum"]["sha256"]
                     return got if isinstance(got, str) else None
     except (ValueError, AttributeError, TypeError, KeyError):
         return None
@@ -310,16 +323,17 @@ def install_delta(release: sources.Release, info: dict[str, Any], target: str) -
     fetches only the chunks it lacks. False when RAUC failed (the whole bundle is next).
 
     The server is asked twice (rauc info, rauc install): RAUC's pre-install handler refuses
-    a bundle whose manifest is not the one checked (EXPECT), before writing, even if this
-    command is killed meanwhile; afterwards the manifest RAUC recorded is compared again."""
+    a bundle whose image is not the one checked (EXPECT), before writing, even if this
+    command is killed meanwhile; afterwards the image RAUC recorded is compared again."""
     assert release.delta_url is not None
+    digests = image_digests(info) or []
     print(
         f"installing from the casync bundle {release.delta_url}: only the chunks this node "
         "lacks are fetched",
         flush=True,
     )
     EXPECT.parent.mkdir(parents=True, exist_ok=True)
-    EXPECT.write_text(info["hash"])
+    EXPECT.write_text("".join(d + "\n" for d in digests))
     try:
         r = subprocess.run(["rauc", "install", release.delta_url], check=False)
     finally:
@@ -330,15 +344,15 @@ def install_delta(release: sources.Release, info: dict[str, Any], target: str) -
             flush=True,
         )
         return False
-    got = installed_hash(target)
-    if got == info["hash"]:
+    got = installed_digest(target)
+    if got is not None and got in digests:
         return True
     data = state.load()
     data["installs"][target]["status"] = "failed"
     state.save(data)
     problem = _undo_slot(target)
     what = (
-        f"received another bundle (manifest {got}) than the one checked ({info['hash']})"
+        f"received another image (sha256 {got}) than the one checked ({', '.join(digests)})"
         if got
         else "was written, but rauc status does not say which bundle it holds"
     )
@@ -397,7 +411,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
             print(f"not using the casync bundle ({why_not}): taking the whole bundle", flush=True)
         bundle, digest = verified_bundle(release)
     else:
-        bundle, digest = None, release.sha256 or f"manifest:{info['hash']}"
+        bundle, digest = None, release.sha256 or f"image:{(image_digests(info) or ['?'])[0]}"
     # again: the download (or a slow server) may have taken hours; nothing is touched yet
     _refuse_unsafe(booted, state.load(), args)
     env_before = bootenv.read()
