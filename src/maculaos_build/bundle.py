@@ -152,6 +152,7 @@ def make_bundle(
     anything is written) or ``verity`` (signed manifest plus a dm-verity hash tree, checked
     while it is read: what RAUC streams over HTTP)."""
     sign = sign or signer()
+    out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".bundle-") as tmp:
         content = Path(tmp) / "content"
         content.mkdir()

@@ -111,3 +111,14 @@ def test_casync_bundle_is_signed_verity_with_a_chunk_store_beside_it(
         plain, "0.2.0", Architecture.amd64, "stable", d / "casync" / "b.raucb"
     )
     assert entry["casync"]["bundle"] == "casync/b.raucb" and len(entry["casync"]["sha256"]) == 64
+
+
+def test_a_bundle_can_be_written_into_a_directory_that_does_not_exist_yet(
+    signed: tuple[Path, bundle.Signer, Path],
+) -> None:
+    """The bench's release directories are new: make_bundle made its temp dir inside one."""
+    _, sign, d = signed
+    out = bundle.make_bundle(
+        d / "rootfs.squashfs", "0.2.0", Architecture.amd64, d / "new" / "0.2.0" / "b.raucb", sign
+    )
+    assert _info(out, sign.keyring).returncode == 0
